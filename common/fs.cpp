@@ -1,0 +1,230 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+namespace farmhand {
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s(8, 'x');
+  for (auto& c : s) c = kAlphabet[rng() % (sizeof kAlphabet - 1)];
+  return s;
+}
+
+Error io_error(const std::string& what, const fs::path& path, int err) {
+  return Error(what + " '" + path.string() + "': " + errno_text(err));
+}
+
+}  // namespace
+
+fs::path HostRoot::map(const fs::path& absolute) const {
+  if (is_real_root()) return absolute;
+  return prefix_ / absolute.relative_path();
+}
+
+Status make_dirs(const fs::path& path, mode_t mode) {
+  if (path.empty()) return {};
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return {};
+    if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return {};
+    return fail("cannot create directory '" + path.string() + "': a non-directory is in the way");
+  }
+  if (path.has_parent_path() && path.parent_path() != path) {
+    if (auto st2 = make_dirs(path.parent_path(), mode); !st2) return st2;
+  }
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return io_error("cannot create directory", path, errno);
+  }
+  return {};
+}
+
+Status sync_dir(const fs::path& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return io_error("cannot open directory", dir, errno);
+  if (::fsync(fd.get()) != 0) return io_error("cannot fsync directory", dir, errno);
+  return {};
+}
+
+Status write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
+  const fs::path dir = path.parent_path();
+  if (auto st = make_dirs(dir); !st) return st;
+  const fs::path tmp = dir / ("." + path.filename().string() + ".tmp-" + random_suffix());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (fd.get() < 0) return io_error("cannot create", tmp, errno);
+  auto cleanup_fail = [&](const std::string& what) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return io_error(what, path, err);
+  };
+  const char* p = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return cleanup_fail("cannot write");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  // The umask must not weaken or widen what the caller asked for.
+  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
+  if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
+  if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return cleanup_fail("cannot rename into place");
+  return sync_dir(dir);
+}
+
+Result<std::optional<std::string>> read_file_if_exists(const fs::path& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
+    return io_error("cannot open", path, errno);
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", path, errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return std::optional<std::string>(std::move(out));
+}
+
+Result<std::string> read_file(const fs::path& path) {
+  auto r = read_file_if_exists(path);
+  if (!r) return r.error();
+  if (!r->has_value()) return fail("cannot open '" + path.string() + "': " + errno_text(ENOENT));
+  return std::move(**r);
+}
+
+bool path_exists(const fs::path& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+namespace {
+
+Status remove_at(int parent_fd, const char* name, dev_t dev, const fs::path& shown) {
+  struct stat st {};
+  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return {};
+    return io_error("cannot stat", shown, errno);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (st.st_dev != dev) {
+      return fail("refusing to remove '" + shown.string() + "': it is a mount point");
+    }
+    int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return io_error("cannot open", shown, errno);
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+      ::close(fd);
+      return io_error("cannot read directory", shown, errno);
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      names.emplace_back(e->d_name);
+    }
+    Status result;
+    for (const auto& n : names) {
+      if (auto s = remove_at(::dirfd(d), n.c_str(), dev, shown / n); !s) {
+        result = s;
+        break;
+      }
+    }
+    ::closedir(d);
+    if (!result) return result;
+    // Immutable bits (chattr +i) inside rootfs trees are rare; report them plainly.
+    if (::unlinkat(parent_fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return io_error("cannot remove directory", shown, errno);
+    }
+    return {};
+  }
+  if (::unlinkat(parent_fd, name, 0) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", shown, errno);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status remove_tree(const fs::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return io_error("cannot stat", path, errno);
+  }
+  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  struct stat pst {};
+  if (::stat(parent.c_str(), &pst) != 0) return io_error("cannot stat", parent, errno);
+  if (S_ISDIR(st.st_mode) && st.st_dev != pst.st_dev) {
+    return fail("refusing to remove '" + path.string() + "': it is a mount point");
+  }
+  Fd pfd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (pfd.get() < 0) return io_error("cannot open", parent, errno);
+  return remove_at(pfd.get(), path.filename().c_str(), st.st_dev, path);
+}
+
+Status rename_durable(const fs::path& from, const fs::path& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return fail("cannot rename '" + from.string() + "' to '" + to.string() +
+                "': " + errno_text(errno));
+  }
+  return sync_dir(to.parent_path());
+}
+
+Result<FileLock> FileLock::acquire(const fs::path& path) {
+  if (auto st = make_dirs(path.parent_path()); !st) return st.error();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return io_error("cannot open lock file", path, errno);
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno == EINTR) continue;
+    int err = errno;
+    ::close(fd);
+    return io_error("cannot lock", path, err);
+  }
+  return FileLock(fd);
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace farmhand

@@ -1,0 +1,73 @@
+// Filesystem access for host paths.
+//
+// Every host path goes through HostRoot, so a test can point farmhand at a
+// temporary directory (like systemd's --root) and compare the whole rendered
+// host against golden files. Every write is atomic: temp file, fsync, rename,
+// fsync of the directory. A crash never leaves half a file behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand {
+
+namespace fs = std::filesystem;
+
+// Maps absolute host paths ("/etc/systemd/nspawn/x.nspawn") under a prefix.
+class HostRoot {
+ public:
+  explicit HostRoot(fs::path prefix = "/") : prefix_(std::move(prefix)) {}
+  // `absolute` must start with '/'.
+  fs::path map(const fs::path& absolute) const;
+  const fs::path& prefix() const { return prefix_; }
+  bool is_real_root() const { return prefix_ == "/" || prefix_.empty(); }
+
+ private:
+  fs::path prefix_;
+};
+
+// Writes `content` to `path` atomically with `mode`; parent directories are created.
+Status write_file_atomic(const fs::path& path, std::string_view content, mode_t mode = 0644);
+
+// The file's content, std::nullopt if it does not exist, or an error.
+Result<std::optional<std::string>> read_file_if_exists(const fs::path& path);
+Result<std::string> read_file(const fs::path& path);
+
+// mkdir -p with `mode` for the directories it creates.
+Status make_dirs(const fs::path& path, mode_t mode = 0755);
+
+// rm -rf that does not cross into other filesystems (mount points are refused)
+// and never follows symlinks. Missing paths are fine.
+Status remove_tree(const fs::path& path);
+
+// fsync() of a directory, so a rename inside it is durable.
+Status sync_dir(const fs::path& dir);
+
+// Atomic rename, then fsync of the parent.
+Status rename_durable(const fs::path& from, const fs::path& to);
+
+// Whether something (file, dir, symlink, even dangling) exists at path.
+bool path_exists(const fs::path& path);
+
+// A held flock(2) on a lock file; released on destruction.
+class FileLock {
+ public:
+  static Result<FileLock> acquire(const fs::path& path);
+  FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  FileLock& operator=(FileLock&&) = delete;
+  FileLock(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace farmhand
