@@ -228,3 +228,118 @@ FileLock::~FileLock() {
 }
 
 }  // namespace farmhand
+
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+
+namespace farmhand {
+
+namespace {
+
+int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode = 0) {
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  std::string rel = relative.relative_path().string();
+  if (rel.empty()) rel = ".";
+  return static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
+}
+
+Result<int> open_root(const fs::path& root) {
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open", root, errno);
+  return fd;
+}
+
+}  // namespace
+
+Status make_dirs_in_root(const fs::path& root, const fs::path& relative, mode_t mode) {
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  fs::path so_far;
+  for (const auto& part : relative.relative_path()) {
+    so_far /= part;
+    int fd = open_in_root(root_fd.get(), so_far, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+      ::close(fd);
+      continue;
+    }
+    Fd parent(open_in_root(root_fd.get(), so_far.parent_path(), O_RDONLY | O_DIRECTORY));
+    if (parent.get() < 0) return io_error("cannot open", root / so_far.parent_path(), errno);
+    if (::mkdirat(parent.get(), part.c_str(), mode) != 0 && errno != EEXIST) {
+      return io_error("cannot create directory", root / so_far, errno);
+    }
+  }
+  return {};
+}
+
+Status write_file_in_root(const fs::path& root, const fs::path& relative, std::string_view content,
+                          mode_t mode) {
+  const fs::path rel = relative.relative_path();
+  if (auto s = make_dirs_in_root(root, rel.parent_path()); !s) return s;
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
+  const std::string name = rel.filename().string();
+  const std::string tmp = "." + name + ".tmp-" + random_suffix();
+  Fd fd(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 mode));
+  if (fd.get() < 0) return io_error("cannot create", root / rel.parent_path() / tmp, errno);
+  auto cleanup_fail = [&](const std::string& what) {
+    int err = errno;
+    ::unlinkat(dir.get(), tmp.c_str(), 0);
+    return io_error(what, root / rel, err);
+  };
+  const char* p = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return cleanup_fail("cannot write");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
+  if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
+  if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
+  if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
+    return cleanup_fail("cannot rename into place");
+  }
+  if (::fsync(dir.get()) != 0) return io_error("cannot fsync", root / rel.parent_path(), errno);
+  return {};
+}
+
+Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
+                                                     const fs::path& relative) {
+  auto rfd = open_root(root);
+  if (!rfd) {
+    if (!path_exists(root)) return std::optional<std::string>{};
+    return rfd.error();
+  }
+  Fd root_fd(*rfd);
+  Fd fd(open_in_root(root_fd.get(), relative, O_RDONLY));
+  if (fd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
+    return io_error("cannot open", root / relative.relative_path(), errno);
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", root / relative.relative_path(), errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return std::optional<std::string>(std::move(out));
+}
+
+}  // namespace farmhand

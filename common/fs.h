@@ -71,3 +71,16 @@ class FileLock {
 };
 
 }  // namespace farmhand
+
+namespace farmhand {
+
+// Paths inside a container's root filesystem are resolved as if `root` were
+// "/" (openat2 RESOLVE_IN_ROOT): a symlink in the container can never make
+// farmhand read or write a host file.
+Status write_file_in_root(const fs::path& root, const fs::path& relative, std::string_view content,
+                          mode_t mode = 0644);
+Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
+                                                     const fs::path& relative);
+Status make_dirs_in_root(const fs::path& root, const fs::path& relative, mode_t mode = 0755);
+
+}  // namespace farmhand

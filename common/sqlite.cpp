@@ -64,7 +64,7 @@ Statement& Statement::bind_null(int index) {
   return *this;
 }
 
-Statement& Statement::bind(int index, const std::optional<std::string>& value) {
+Statement& Statement::bind_optional(int index, const std::optional<std::string>& value) {
   return value ? bind(index, std::string_view(*value)) : bind_null(index);
 }
 

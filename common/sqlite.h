@@ -23,7 +23,7 @@ class Statement {
   Statement& bind(int index, int64_t value);
   Statement& bind_null(int index);
   // Binds a value or NULL.
-  Statement& bind(int index, const std::optional<std::string>& value);
+  Statement& bind_optional(int index, const std::optional<std::string>& value);
 
   // true: a row is ready; false: done. Errors are returned.
   Result<bool> step();

@@ -1,8 +1,9 @@
-# cmake -DOUTPUT=file.cpp -DINPUTS="a.json;b.json" -P embed.cmake
+# cmake -DOUTPUT=file.cpp -DINPUTS="a.json|b.json" -P embed.cmake
 set(body "// Generated from nspawn-templates/recipes by embed.cmake. Do not edit.\n")
 string(APPEND body "#include \"nspawn-templates/embedded.h\"\n\nnamespace farmhand::templates {\n\n")
 string(APPEND body "const std::vector<std::pair<std::string, std::string>>& embedded_recipes() {\n")
 string(APPEND body "  static const std::vector<std::pair<std::string, std::string>> kRecipes = {\n")
+string(REPLACE "|" ";" INPUTS "${INPUTS}")
 list(SORT INPUTS)
 foreach(input IN LISTS INPUTS)
   get_filename_component(name ${input} NAME)

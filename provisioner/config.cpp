@@ -1,0 +1,663 @@
+#include "provisioner/config.h"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include "common/fs.h"
+
+namespace farmhand::provisioner {
+namespace {
+
+// Object members keep their document order (messages follow it), and a
+// repeated key is kept as a second member so the validator can refuse it at
+// its place instead of nlohmann silently keeping the last value.
+using Json = nlohmann::ordered_json;
+
+// The container is .9 of its subnet and must not be the broadcast address, so
+// a subnet needs more than kContainerOffset + 1 addresses: a /28 at most.
+constexpr int max_subnet_prefix() {
+  int prefix = 32;
+  while (prefix > 1 && (uint64_t{1} << (32 - prefix)) <= uint64_t{kContainerOffset} + 1) --prefix;
+  return prefix;
+}
+constexpr int kMaxSubnetPrefix = max_subnet_prefix();
+
+// A SAX handler building an ordered_json DOM that keeps duplicate keys.
+class DomBuilder {
+ public:
+  Json root;
+  std::string error;
+
+  bool null() { return put(Json(nullptr)) != nullptr; }
+  bool boolean(bool v) { return put(Json(v)) != nullptr; }
+  bool number_integer(Json::number_integer_t v) { return put(Json(v)) != nullptr; }
+  bool number_unsigned(Json::number_unsigned_t v) { return put(Json(v)) != nullptr; }
+  bool number_float(Json::number_float_t v, const std::string&) { return put(Json(v)) != nullptr; }
+  bool string(std::string& v) { return put(Json(std::move(v))) != nullptr; }
+  bool binary(Json::binary_t& v) { return put(Json::binary(std::move(v))) != nullptr; }
+  bool start_object(std::size_t) {
+    open_.push_back(put(Json::object()));
+    return true;
+  }
+  bool key(std::string& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() {
+    open_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) {
+    open_.push_back(put(Json::array()));
+    return true;
+  }
+  bool end_array() {
+    open_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
+    error = ex.what();
+    return false;
+  }
+
+ private:
+  // Only the innermost open container grows, so pointers to the open ones stay valid.
+  Json* put(Json value) {
+    if (open_.empty()) {
+      root = std::move(value);
+      return &root;
+    }
+    Json& parent = *open_.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(value));
+      return &parent.back();
+    }
+    auto& members = parent.get_ref<Json::object_t&>();
+    members.Json::object_t::Container::emplace_back(std::move(key_), std::move(value));
+    return &members.back().second;
+  }
+
+  std::vector<Json*> open_;
+  std::string key_;
+};
+
+std::string child(const std::string& parent, std::string_view key) {
+  std::string out = parent == "/" ? "/" : parent + "/";
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+std::string child(const std::string& parent, size_t index) { return child(parent, std::to_string(index)); }
+
+std::string quote(std::string_view s) {
+  return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string type_name(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::object: return "an object";
+    case Json::value_t::array: return "an array";
+    case Json::value_t::string: return "a string";
+    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::null: return "null";
+    case Json::value_t::binary: return "binary data";
+    default: return "a number";
+  }
+}
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+const Json* first_member(const Json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+std::optional<std::string> peek_string(const Json& obj, const char* key) {
+  const Json* v = first_member(obj, key);
+  if (v == nullptr || !v->is_string()) return std::nullopt;
+  return v->get<std::string>();
+}
+
+std::optional<CloneMethod> parse_clone_method(std::string_view s) {
+  for (auto m : {CloneMethod::kAuto, CloneMethod::kBtrfs, CloneMethod::kReflink, CloneMethod::kOverlay,
+                 CloneMethod::kCopy}) {
+    if (to_string(m) == s) return m;
+  }
+  return std::nullopt;
+}
+
+// What the cross-container checks need to know about one container.
+struct ContainerFacts {
+  std::string name_pointer;
+  std::optional<std::string> name;  // set when valid
+  std::string subnet_pointer;
+  std::optional<Cidr> subnet;  // set when given and valid
+};
+
+// One pass over the document: fills an AgentConfig and collects the errors.
+class Validator {
+ public:
+  explicit Validator(const RecipeBook& recipes) : recipes_(recipes), host_arch_(host_arch()) {}
+
+  ConfigLoad run(const Json& root) {
+    config_.paths = {kDefaults.machines, kDefaults.state, kDefaults.cache, kDefaults.nspawn,
+                     kDefaults.systemd};
+    config_.pool = *Cidr::parse(kDefaults.pool);
+    config_.subnet_prefix = kDefaults.subnet_prefix;
+    config_.clone_method = *parse_clone_method(kDefaults.clone_method);
+    if (!root.is_object()) {
+      error("/", "expected an object, got " + type_name(root));
+    } else {
+      if (const Json* mirrors = first_member(root, "mirrors"); mirrors && mirrors->is_object()) {
+        for (const auto& member : mirrors->get_ref<const Json::object_t&>())
+          mirror_keys_.insert(member.first);
+      }
+      walk(root, "/", {"clone_method", "containers", "mirrors", "network", "paths"},
+           [&](const std::string& key, const Json& v, const std::string& p) { top_level(key, v, p); });
+      cross_container_checks();
+    }
+    ConfigLoad out;
+    if (errors_.empty()) out.config = std::move(config_);
+    out.errors = std::move(errors_);
+    out.warnings = std::move(warnings_);
+    return out;
+  }
+
+ private:
+  using Handler = std::function<void(const std::string& key, const Json& value, const std::string& pointer)>;
+
+  void error(const std::string& pointer, const std::string& reason) {
+    errors_.push_back(pointer + ": " + reason);
+  }
+  void warn(const std::string& pointer, const std::string& advice) {
+    warnings_.push_back(pointer + ": " + advice);
+  }
+
+  bool expect(bool ok, const Json& v, const std::string& p, const char* wanted) {
+    if (!ok) error(p, std::string("expected ") + wanted + ", got " + type_name(v));
+    return ok;
+  }
+  std::optional<std::string> as_string(const Json& v, const std::string& p) {
+    if (!expect(v.is_string(), v, p, "a string")) return std::nullopt;
+    return v.get<std::string>();
+  }
+  void as_bool(const Json& v, const std::string& p, bool& out) {
+    if (expect(v.is_boolean(), v, p, "a boolean")) out = v.get<bool>();
+  }
+
+  // Visits an object's members in document order; repeated and unknown keys
+  // are errors, the rest go to `handle`. `known` is sorted.
+  void walk(const Json& obj, const std::string& p, std::initializer_list<const char*> known,
+            const Handler& handle) {
+    std::vector<std::string> names(known.begin(), known.end());
+    std::set<std::string> seen;
+    for (const auto& [key, value] : obj.get_ref<const Json::object_t&>()) {
+      std::string kp = child(p, key);
+      if (!seen.insert(key).second) {
+        error(kp, "duplicate key");
+      } else if (std::find(names.begin(), names.end(), key) == names.end()) {
+        error(kp, "unknown key (expected one of: " + join(names) + ")");
+      } else {
+        handle(key, value, kp);
+      }
+    }
+  }
+
+  void top_level(const std::string& key, const Json& v, const std::string& p) {
+    if (key == "containers") {
+      if (!expect(v.is_array(), v, p, "an array")) return;
+      for (size_t i = 0; i < v.size(); ++i) container(v[i], child(p, i));
+    } else if (key == "paths") {
+      if (!expect(v.is_object(), v, p, "an object")) return;
+      AgentPaths& paths = config_.paths;
+      std::map<std::string, std::string*> fields{{"cache", &paths.cache},
+                                                 {"machines", &paths.machines},
+                                                 {"nspawn", &paths.nspawn},
+                                                 {"state", &paths.state},
+                                                 {"systemd", &paths.systemd}};
+      walk(v, p, {"cache", "machines", "nspawn", "state", "systemd"},
+           [&](const std::string& k, const Json& value, const std::string& kp) {
+             auto s = as_string(value, kp);
+             if (s && check_path(*s, kp, false)) *fields.at(k) = *s;
+           });
+    } else if (key == "network") {
+      if (!expect(v.is_object(), v, p, "an object")) return;
+      network(v, p);
+    } else if (key == "clone_method") {
+      auto s = as_string(v, p);
+      if (!s) return;
+      if (auto m = parse_clone_method(*s)) {
+        config_.clone_method = *m;
+      } else {
+        error(p, "unknown clone method " + quote(*s) +
+                     " (expected one of: auto, btrfs, copy, overlay, reflink)");
+      }
+    } else if (key == "mirrors") {
+      if (!expect(v.is_object(), v, p, "an object")) return;
+      mirrors(v, p);
+    }
+  }
+
+  void network(const Json& v, const std::string& p) {
+    // The prefix's lower bound is the pool's prefix, wherever "pool" appears.
+    std::optional<Cidr> pool = config_.pool;
+    if (const Json* given = first_member(v, "pool")) {
+      pool = given->is_string() ? Cidr::parse(given->get<std::string>()) : std::nullopt;
+    }
+    if (pool && pool->prefix > kMaxSubnetPrefix) pool.reset();
+    walk(v, p, {"pool", "subnet_prefix"},
+         [&](const std::string& k, const Json& value, const std::string& kp) {
+           if (k == "pool") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (auto c = subnet(*s, kp, "192.168.80.0/20")) config_.pool = *c;
+           } else if (expect(value.is_number_integer(), value, kp, "an integer")) {
+             int lo = pool ? pool->prefix : 1;
+             bool in_range = value.is_number_unsigned() ? value.get<uint64_t>() <= uint64_t{kMaxSubnetPrefix}
+                                                        : value.get<int64_t>() <= kMaxSubnetPrefix;
+             in_range = in_range && value.get<int64_t>() >= lo;
+             if (in_range) {
+               config_.subnet_prefix = value.get<int>();
+             } else {
+               error(kp, value.dump() + " is out of range: it must be between " + std::to_string(lo) +
+                             (pool ? " (the prefix of the pool, " + pool->str() + ")" : std::string()) +
+                             " and " + std::to_string(kMaxSubnetPrefix));
+             }
+           }
+         });
+  }
+
+  void mirrors(const Json& v, const std::string& p) {
+    std::set<std::string> seen;
+    for (const auto& [distro, value] : v.get_ref<const Json::object_t&>()) {
+      std::string kp = child(p, distro);
+      if (!seen.insert(distro).second) {
+        error(kp, "duplicate key");
+        continue;
+      }
+      if (!recipes_.has_distro(distro)) {
+        error(kp, "unknown distro " + quote(distro) + " (known: " + join(recipes_.distros()) + ")");
+        continue;
+      }
+      auto url = as_string(value, kp);
+      if (!url) continue;
+      std::optional<std::string_view> rest;  // after the scheme
+      for (std::string_view scheme : {"http://", "https://", "file://"}) {
+        if (url->starts_with(scheme)) rest = std::string_view(*url).substr(scheme.size());
+      }
+      std::string bad = quote(*url) + " is not a mirror URL: ";
+      if (!rest) {
+        error(kp, bad + "it must start with http://, https:// or file://");
+      } else if (has_control(*url) || url->find(' ') != std::string::npos) {
+        error(kp, bad + "it must not contain whitespace or control characters");
+      } else if (rest->empty()) {
+        error(kp, bad + "it has nothing after the scheme");
+      } else {
+        config_.mirrors[distro] = *url;
+        if (mirror_unused(distro)) warn(kp, distro + " does not use a mirror: this setting is ignored");
+      }
+    }
+  }
+
+  bool mirror_unused(const std::string& distro) const {
+    auto releases = recipes_.releases(distro);
+    return !releases.empty() && std::all_of(releases.begin(), releases.end(), [&](const std::string& r) {
+      auto recipe = recipes_.resolve(distro, r);
+      return recipe.ok() && recipe->mirror == MirrorPolicy::kUnused;
+    });
+  }
+
+  // A CIDR subnet usable for containers: .1 for the host, .9 for the container.
+  std::optional<Cidr> subnet(const std::string& text, const std::string& p, const char* example) {
+    auto c = Cidr::parse(text);
+    if (!c) {
+      error(p, quote(text) + " is not a subnet in CIDR form, like \"" + example + "\"");
+    } else if (c->prefix > kMaxSubnetPrefix) {
+      error(p, c->str() + " is too small for the host (.1) and the container (.9): use a prefix of at most " +
+                   std::to_string(kMaxSubnetPrefix));
+      return std::nullopt;
+    }
+    return c;
+  }
+
+  static bool has_dotdot(const std::string& path) {
+    std::filesystem::path parts(path);
+    return std::any_of(parts.begin(), parts.end(),
+                       [](const std::filesystem::path& part) { return part == ".."; });
+  }
+
+  bool check_path(const std::string& path, const std::string& p, bool bind) {
+    if (path.empty() || path.front() != '/') {
+      error(p, quote(path) + " is not an absolute path");
+    } else if (has_control(path)) {
+      error(p, quote(path) + " must not contain control characters");
+    } else if (bind && path.find(':') != std::string::npos) {
+      error(p, quote(path) + " must not contain ':' (the .nspawn Bind= setting uses it as a separator)");
+    } else if (has_dotdot(path)) {
+      error(p, quote(path) + " must not contain \"..\"");
+    } else {
+      return true;
+    }
+    return false;
+  }
+
+  static bool valid_name_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; }
+
+  bool check_name(const std::string& name, const std::string& p) {
+    std::string bad = quote(name) + " is not a valid machine name: ";
+    if (name.empty()) {
+      error(p, bad + "it must not be empty");
+    } else if (!std::all_of(name.begin(), name.end(), valid_name_char)) {
+      error(p, bad + "use only lower-case letters, digits and '-'");
+    } else if (name.front() == '-' || name.back() == '-') {
+      error(p, bad + "it must not start or end with '-'");
+    } else if (name.size() > kDefaults.max_name_length) {
+      error(p, quote(name) + " is too long: at most " + std::to_string(kDefaults.max_name_length) +
+                   " characters");
+    } else {
+      if (name.size() > kDefaults.recommended_name_length) {
+        warn(p, quote(name) + " is longer than " + std::to_string(kDefaults.recommended_name_length) +
+                    " characters: its host interface will not be named exactly \"ve-" + name + "\"");
+      }
+      return true;
+    }
+    return false;
+  }
+
+  void container(const Json& v, const std::string& p) {
+    ContainerFacts facts{child(p, "name"), std::nullopt, child(child(p, "network"), "subnet"), std::nullopt};
+    if (!expect(v.is_object(), v, p, "an object")) return;
+    ContainerSpec spec;
+    spec.build_packages = kDefaults.build_packages;
+    spec.boot = kDefaults.boot;
+    spec.private_users = kDefaults.private_users;
+    spec.arch = host_arch_;
+
+    // The recipe decides what release, arch and package names are valid,
+    // wherever "distro" and "release" appear in the object.
+    auto distro = peek_string(v, "distro");
+    auto release = peek_string(v, "release");
+    bool distro_known = distro && recipes_.has_distro(*distro);
+    std::optional<ReleaseRecipe> recipe;
+    std::optional<std::string> recipe_error;
+    std::vector<std::string> releases =
+        distro_known ? recipes_.releases(*distro) : std::vector<std::string>{};
+    bool release_known = release && std::find(releases.begin(), releases.end(), *release) != releases.end();
+    if (distro_known && release_known) {
+      auto r = recipes_.resolve(*distro, *release);
+      if (r.ok()) {
+        recipe = std::move(r).value();
+      } else {
+        recipe_error = r.error().message();
+      }
+    }
+    std::optional<std::regex> package_pattern;
+    if (recipe) {
+      try {
+        package_pattern.emplace(recipe->package_name_pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error&) {
+        recipe_error = "the " + *distro + " recipe's package_name_pattern is not a valid regular expression";
+      }
+    }
+    auto arch_list = [&] {
+      std::vector<std::string> arches;
+      for (const auto& [arch, native] : recipe->arches) arches.push_back(arch);
+      return join(arches);
+    };
+
+    walk(v, p,
+         {"arch", "binds", "boot", "build_packages", "distro", "name", "network", "packages", "private_users",
+          "release"},
+         [&](const std::string& k, const Json& value, const std::string& kp) {
+           if (k == "name") {
+             auto s = as_string(value, kp);
+             if (s && check_name(*s, kp)) facts.name = spec.name = *s;
+           } else if (k == "distro") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             spec.distro = *s;
+             if (!distro_known) {
+               error(kp, "unknown distro " + quote(*s) + " (known: " + join(recipes_.distros()) + ")");
+             } else if (recipe && recipe->mirror == MirrorPolicy::kRequired && !mirror_keys_.contains(*s)) {
+               error(kp, *s + " needs a mirror: set /mirrors/" + *s);
+             }
+           } else if (k == "release") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             spec.release = *s;
+             if (distro_known && !release_known) {
+               error(kp,
+                     "unknown release " + quote(*s) + " for " + *distro + " (known: " + join(releases) + ")");
+             } else if (recipe_error) {
+               error(kp, *recipe_error);
+             }
+           } else if (k == "arch") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             spec.arch = *s;
+             if (recipe && !recipe->arches.contains(*s)) {
+               error(kp, *distro + " " + *release + " has no arch " + quote(*s) + " (known: " + arch_list() +
+                             ")");
+             }
+           } else if (k == "packages") {
+             packages(value, kp, package_pattern ? &*package_pattern : nullptr, distro.value_or(""), spec);
+           } else if (k == "build_packages") {
+             as_bool(value, kp, spec.build_packages);
+           } else if (k == "boot") {
+             as_bool(value, kp, spec.boot);
+           } else if (k == "private_users") {
+             as_bool(value, kp, spec.private_users);
+           } else if (k == "network") {
+             if (!expect(value.is_object(), value, kp, "an object")) return;
+             walk(value, kp, {"subnet"}, [&](const std::string&, const Json& sv, const std::string& sp) {
+               auto s = as_string(sv, sp);
+               if (s) facts.subnet = spec.subnet = subnet(*s, sp, "192.168.85.0/24");
+             });
+           } else if (k == "binds") {
+             binds(value, kp, spec);
+           }
+         });
+
+    for (const char* required : {"name", "distro", "release"}) {
+      if (first_member(v, required) == nullptr) error(child(p, required), "required key is missing");
+    }
+    if (first_member(v, "arch") == nullptr && recipe && !recipe->arches.contains(host_arch_)) {
+      error(child(p, "arch"), "required key is missing: " + *distro + " " + *release + " has no arch " +
+                                  quote(host_arch_) + " (the host's; known: " + arch_list() + ")");
+    }
+    config_.containers.push_back(std::move(spec));
+    facts_.push_back(std::move(facts));
+  }
+
+  void packages(const Json& v, const std::string& p, const std::regex* pattern, const std::string& distro,
+                ContainerSpec& spec) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::set<std::string> seen;
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string ip = child(p, i);
+      auto s = as_string(v[i], ip);
+      if (!s) continue;
+      if (pattern && !std::regex_match(*s, *pattern)) {
+        error(ip, quote(*s) + " is not a valid " + distro + " package name");
+      } else if (!seen.insert(*s).second) {
+        error(ip, "duplicate package " + quote(*s));
+      } else {
+        spec.packages.push_back(*s);
+      }
+    }
+  }
+
+  void binds(const Json& v, const std::string& p, ContainerSpec& spec) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::map<std::string, std::string> targets;  // normalized target -> pointer of its first use
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string bp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], bp, "an object")) continue;
+      BindMount bind;
+      bind.read_only = kDefaults.bind_read_only;
+      bool source_ok = false;
+      std::optional<bool> target_ok;  // unset: defaulted to the source
+      walk(v[i], bp, {"read_only", "source", "target"},
+           [&](const std::string& k, const Json& value, const std::string& kp) {
+             if (k == "read_only") {
+               as_bool(value, kp, bind.read_only);
+               return;
+             }
+             auto s = as_string(value, kp);
+             bool ok = s && check_path(*s, kp, true);
+             if (k == "source") {
+               source_ok = ok;
+               if (ok) bind.source = *s;
+             } else {
+               target_ok = ok;
+               if (ok) bind.target = *s;
+             }
+           });
+      if (first_member(v[i], "source") == nullptr) error(child(bp, "source"), "required key is missing");
+      if (!target_ok) bind.target = bind.source;
+      bool usable = target_ok ? *target_ok : source_ok;
+      if (!usable) continue;
+      std::string target_pointer = child(bp, target_ok ? "target" : "source");
+      std::string key = std::filesystem::path(bind.target).lexically_normal().string();
+      while (key.size() > 1 && key.back() == '/') key.pop_back();
+      if (auto [it, fresh] = targets.emplace(key, target_pointer); !fresh) {
+        error(target_pointer,
+              "duplicate bind target " + quote(bind.target) + " (also at " + it->second + ")");
+        continue;
+      }
+      spec.binds.push_back(std::move(bind));
+    }
+  }
+
+  void cross_container_checks() {
+    const size_t legacy = kDefaults.legacy_ifname_chars;
+    for (size_t i = 0; i < facts_.size(); ++i) {
+      const ContainerFacts& a = facts_[i];
+      for (size_t j = 0; a.name && j < i; ++j) {
+        const ContainerFacts& b = facts_[j];
+        if (!b.name) continue;
+        if (*a.name == *b.name) {
+          error(a.name_pointer, "duplicate name " + quote(*a.name) + " (also at " + b.name_pointer + ")");
+          break;
+        }
+        if (a.name->substr(0, legacy) == b.name->substr(0, legacy)) {
+          error(a.name_pointer, quote(*a.name) + " collides with " + quote(*b.name) + " (" + b.name_pointer +
+                                    "): systemd older than v245 names both host interfaces \"ve-" +
+                                    a.name->substr(0, legacy) + "\"");
+          break;
+        }
+      }
+      for (size_t j = 0; a.subnet && j < i; ++j) {
+        const ContainerFacts& b = facts_[j];
+        if (b.subnet && a.subnet->overlaps(*b.subnet)) {
+          error(a.subnet_pointer,
+                a.subnet->str() + " overlaps " + b.subnet->str() + " (" + b.subnet_pointer + ")");
+          break;
+        }
+      }
+    }
+  }
+
+  const RecipeBook& recipes_;
+  const std::string host_arch_;
+  std::set<std::string> mirror_keys_;
+  AgentConfig config_;
+  std::vector<ContainerFacts> facts_;
+  std::vector<std::string> errors_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace
+
+std::string_view to_string(CloneMethod method) {
+  switch (method) {
+    case CloneMethod::kAuto: return "auto";
+    case CloneMethod::kBtrfs: return "btrfs";
+    case CloneMethod::kReflink: return "reflink";
+    case CloneMethod::kOverlay: return "overlay";
+    case CloneMethod::kCopy: return "copy";
+  }
+  return "unknown";
+}
+
+ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes) {
+  DomBuilder dom;
+  bool parsed = false;
+  try {
+    parsed = Json::sax_parse(json_text, &dom);
+  } catch (const Json::exception& ex) {
+    dom.error = ex.what();
+  }
+  if (!parsed) {
+    std::string reason = dom.error;
+    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
+    if (reason.starts_with("[json.exception.")) {
+      if (size_t end = reason.find("] "); end != std::string::npos) reason.erase(0, end + 2);
+    }
+    ConfigLoad out;
+    out.errors.push_back("/: invalid JSON: " + reason);
+    return out;
+  }
+  return Validator(recipes).run(dom.root);
+}
+
+ConfigLoad load_config_file(const std::string& path, const RecipeBook& recipes) {
+  auto text = read_file_if_exists(path);
+  ConfigLoad out;
+  if (!text.ok()) {
+    // fs says "cannot open '<path>': <errno text>"; lead with the path like every other message.
+    const std::string& message = text.error().message();
+    std::string quoted = " '" + path + "': ";
+    size_t at = message.find(quoted);
+    out.errors.push_back(at == std::string::npos ? path + ": " + message
+                                                 : path + ": " + message.substr(0, at) + ": " +
+                                                       message.substr(at + quoted.size()));
+    return out;
+  }
+  if (!text->has_value()) {
+    out.errors.push_back(path + ": cannot open: " + errno_text(ENOENT));
+    return out;
+  }
+  return parse_config(**text, recipes);
+}
+
+std::string host_arch() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return "unknown";
+  static const std::map<std::string, std::string, std::less<>> kDebianNames{
+      {"x86_64", "amd64"}, {"aarch64", "arm64"},   {"armv7l", "armhf"}, {"i686", "i386"},
+      {"i386", "i386"},    {"ppc64le", "ppc64el"}, {"s390x", "s390x"},  {"riscv64", "riscv64"}};
+  auto it = kDebianNames.find(std::string_view(u.machine));
+  return it == kDebianNames.end() ? std::string(u.machine) : it->second;
+}
+
+}  // namespace farmhand::provisioner

@@ -1,0 +1,150 @@
+#include "provisioner/layout.h"
+
+#include <algorithm>
+
+#include "common/hash.h"
+#include "provisioner/unit_file.h"
+
+namespace farmhand::provisioner {
+
+std::string BaseSpec::key() const {
+  std::string canonical = distro + "\n" + release + "\n" + arch + "\n" + recipe_fingerprint + "\n";
+  for (const auto& p : packages) canonical += p + "\n";
+  return distro + "-" + release + "-" + arch + "-" + sha256_hex(canonical).substr(0, 12);
+}
+
+std::string container_hostname(const std::string& name, const std::string& host_hostname) {
+  std::string host = host_hostname.substr(0, host_hostname.find('.'));
+  for (auto& c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) c = '-';
+  }
+  std::string out = host.empty() ? name : name + "-" + host;
+  if (out.size() > 64) out.resize(64);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+std::string render_nspawn(const ContainerSpec& spec) {
+  UnitFile f(kManagedHeader);
+  f.add("Exec", "Boot", "yes");
+  f.add("Exec", "PrivateUsers", spec.private_users ? "pick" : "no");
+  f.add("Network", "VirtualEthernet", "yes");
+  for (const auto& b : spec.binds) {
+    const std::string target = b.target.empty() ? b.source : b.target;
+    const std::string value = target == b.source ? b.source : b.source + ":" + target;
+    f.add("Files", b.read_only ? "BindReadOnly" : "Bind", value);
+  }
+  if (spec.private_users) f.add("Files", "PrivateUsersOwnership", "auto");
+  return f.str();
+}
+
+std::string render_host0_networkd(const Cidr& subnet) {
+  UnitFile f(kManagedHeader);
+  f.add("Match", "Name", "host0");
+  f.add("Network", "Address", subnet.host(kContainerOffset) + "/" + std::to_string(subnet.prefix));
+  f.add("Network", "Gateway", subnet.host(kGatewayOffset));
+  f.add("Network", "DNS", subnet.host(kGatewayOffset));
+  f.add("Network", "IPForward", "1");
+  return f.str();
+}
+
+std::string render_host0_keyfile(const Cidr& subnet) {
+  UnitFile f(kManagedHeader);
+  f.add("connection", "id", "host0");
+  f.add("connection", "type", "ethernet");
+  f.add("connection", "interface-name", "host0");
+  f.add("connection", "autoconnect", "true");
+  f.add("ipv4", "method", "manual");
+  f.add("ipv4", "address1",
+        subnet.host(kContainerOffset) + "/" + std::to_string(subnet.prefix) + "," +
+            subnet.host(kGatewayOffset));
+  f.add("ipv4", "dns", subnet.host(kGatewayOffset) + ";");
+  f.add("ipv6", "method", "ignore");
+  return f.str();
+}
+
+std::string overlay_mount_unit(const ContainerLayout& layout) {
+  return layout.dropin_dir.substr(0, layout.dropin_dir.rfind('/')) + "/" +
+         escape_unit_path(layout.machine_dir) + ".mount";
+}
+
+std::string render_dropin(const ContainerLayout& layout) {
+  UnitFile f(kManagedHeader);
+  f.add("Unit", "Description", "farmhand build container %i");
+  if (layout.clone_method == CloneMethod::kOverlay) {
+    f.add("Unit", "RequiresMountsFor", layout.machine_dir);
+  }
+  return f.str();
+}
+
+std::string render_overlay_mount(const ContainerLayout& layout) {
+  UnitFile f(kManagedHeader);
+  f.add("Unit", "Description", "farmhand overlay root of build container " + layout.spec.name);
+  f.add("Unit", "Before", "systemd-nspawn@" + layout.spec.name + ".service");
+  f.add("Mount", "What", "overlay");
+  f.add("Mount", "Where", layout.machine_dir);
+  f.add("Mount", "Type", "overlay");
+  f.add("Mount", "Options",
+        "lowerdir=" + layout.base_dir + ",upperdir=" + layout.overlay_dir +
+            "/upper,workdir=" + layout.overlay_dir + "/work");
+  return f.str();
+}
+
+std::string render_hosts(const std::string& hostname) {
+  return "# " + std::string(kManagedHeader) +
+         "\n127.0.0.1\tlocalhost\n127.0.1.1\t" + hostname +
+         "\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+}
+
+ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec,
+                            const ReleaseRecipe& recipe, const Cidr& subnet,
+                            CloneMethod clone_method, const std::string& host_hostname) {
+  ContainerLayout l;
+  l.spec = spec;
+  l.subnet = subnet;
+  l.hostname = container_hostname(spec.name, host_hostname);
+  l.base.distro = spec.distro;
+  l.base.release = spec.release;
+  l.base.arch = spec.arch;
+  l.base.recipe_fingerprint = recipe.fingerprint;
+  if (spec.build_packages) l.base.packages = recipe.build_packages;
+  l.base.packages.insert(l.base.packages.end(), spec.packages.begin(), spec.packages.end());
+  std::sort(l.base.packages.begin(), l.base.packages.end());
+  l.base.packages.erase(std::unique(l.base.packages.begin(), l.base.packages.end()),
+                        l.base.packages.end());
+  l.network_method = recipe.network_method;
+  l.machine_dir = config.paths.machines + "/" + spec.name;
+  l.base_dir = config.paths.cache + "/images/" + l.base.key();
+  l.overlay_dir = config.paths.state + "/overlay/" + spec.name;
+  l.clone_method = clone_method;
+  l.nspawn_file = config.paths.nspawn + "/" + spec.name + ".nspawn";
+  l.dropin_dir = config.paths.systemd + "/systemd-nspawn@" + spec.name + ".service.d";
+
+  l.host_files[l.nspawn_file] = render_nspawn(spec);
+  l.host_files[l.dropin_dir + "/10-farmhand.conf"] = render_dropin(l);
+  if (clone_method == CloneMethod::kOverlay) {
+    l.host_files[overlay_mount_unit(l)] = render_overlay_mount(l);
+  }
+  if (spec.boot) {
+    l.wants_link = config.paths.systemd + "/machines.target.wants/systemd-nspawn@" + spec.name +
+                   ".service";
+    l.wants_target = "/lib/systemd/system/systemd-nspawn@.service";
+  }
+
+  l.container_files["etc/hostname"] = l.hostname + "\n";
+  l.container_files["etc/hosts"] = render_hosts(l.hostname);
+  l.container_files["etc/resolv.conf"] =
+      "# " + std::string(kManagedHeader) + "\nnameserver " + subnet.host(kGatewayOffset) + "\n";
+  if (recipe.network_method == "networkmanager") {
+    const std::string keyfile = "etc/NetworkManager/system-connections/host0.nmconnection";
+    l.container_files[keyfile] = render_host0_keyfile(subnet);
+    l.file_modes[keyfile] = 0600;  // NetworkManager ignores keyfiles others can read
+  } else {
+    l.container_files["etc/systemd/network/50-host0.network"] = render_host0_networkd(subnet);
+  }
+  return l;
+}
+
+}  // namespace farmhand::provisioner

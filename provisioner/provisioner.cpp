@@ -1,0 +1,545 @@
+#include "provisioner/provisioner.h"
+
+#include <unistd.h>
+
+#include <functional>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "provisioner/base_image.h"
+#include "provisioner/clone.h"
+#include "provisioner/command_runner.h"
+#include "provisioner/unit_file.h"
+
+namespace farmhand::provisioner {
+
+namespace {
+
+std::string unit_of(const std::string& name) { return "systemd-nspawn@" + name + ".service"; }
+
+fs::path nearest_existing(fs::path p) {
+  while (!p.empty() && !path_exists(p) && p != p.parent_path()) p = p.parent_path();
+  return p;
+}
+
+// Creates or corrects a symlink atomically.
+Status ensure_symlink(const fs::path& link, const std::string& target) {
+  std::error_code ec;
+  if (fs::is_symlink(link, ec) && fs::read_symlink(link, ec).string() == target) return {};
+  if (auto s = make_dirs(link.parent_path()); !s) return s;
+  const fs::path tmp = link.parent_path() / ("." + link.filename().string() + ".farmhand-tmp");
+  ::unlink(tmp.c_str());
+  if (::symlink(target.c_str(), tmp.c_str()) != 0) {
+    return fail("cannot create symlink '" + tmp.string() + "': " + errno_text(errno));
+  }
+  return rename_durable(tmp, link);
+}
+
+}  // namespace
+
+struct Provisioner::Impl {
+  AgentConfig config;
+  const RecipeBook& recipes;
+  HostRoot root;
+  CommandRunner commands;
+  Cloner cloner;
+  BaseImages images;
+  SystemdControl* systemd;
+  std::string host_hostname;
+  std::optional<StateStore> state;
+  std::optional<CloneMethod> detected;
+
+  Impl(AgentConfig c, const RecipeBook& r, HostRoot h, ProcessRunner& runner, SystemdControl* sd,
+       std::string hn)
+      : config(std::move(c)),
+        recipes(r),
+        root(std::move(h)),
+        commands(runner),
+        cloner(commands),
+        images(root.map(config.paths.cache + "/images"), commands),
+        systemd(sd),
+        host_hostname(std::move(hn)) {}
+
+  fs::path host(const std::string& logical) const { return root.map(logical); }
+  fs::path state_db_path() const { return host(config.paths.state + "/state.db"); }
+
+  // Opens state.db, creating it, for commands that change things.
+  Status open_state() {
+    if (state) return {};
+    if (auto s = make_dirs(host(config.paths.state), 0700); !s) return s;
+    auto st = StateStore::open(state_db_path());
+    if (!st) return st.error();
+    state.emplace(std::move(*st));
+    return {};
+  }
+
+  // Opens state.db only if it exists: planning must not create anything.
+  Status open_state_if_present() {
+    if (state || !path_exists(state_db_path())) return {};
+    return open_state();
+  }
+
+  CloneMethod method_for_new_container() {
+    if (config.clone_method != CloneMethod::kAuto) return config.clone_method;
+    if (!detected) {
+      detected = detect_clone_method(nearest_existing(host(config.paths.cache + "/images")),
+                                     nearest_existing(host(config.paths.machines)));
+    }
+    return *detected;
+  }
+
+  std::string mirror_for(const std::string& distro) const {
+    auto it = config.mirrors.find(distro);
+    return it == config.mirrors.end() ? "" : it->second;
+  }
+
+  struct Desired {
+    std::vector<ContainerLayout> layouts;
+    std::vector<std::string> conflicts;
+  };
+
+  Result<Desired> desired(const std::map<std::string, ContainerRecord>& records) {
+    Desired out;
+    std::map<std::string, Cidr> previous;
+    if (state) {
+      auto s = state->subnets();
+      if (!s) return s.error();
+      previous = std::move(*s);
+    }
+    std::vector<std::pair<std::string, std::optional<Cidr>>> wanted;
+    for (const auto& spec : config.containers) wanted.emplace_back(spec.name, spec.subnet);
+    Assignment assignment = assign_subnets(config.pool, config.subnet_prefix, wanted, previous);
+    for (const auto& name : assignment.exhausted) {
+      out.conflicts.push_back("container \"" + name + "\": the network pool " + config.pool.str() +
+                              " has no free /" + std::to_string(config.subnet_prefix) + " left");
+    }
+    for (const auto& spec : config.containers) {
+      auto subnet = assignment.subnets.find(spec.name);
+      if (subnet == assignment.subnets.end()) continue;
+      auto recipe = recipes.resolve(spec.distro, spec.release);
+      if (!recipe) return recipe.error();
+      CloneMethod method;
+      auto rec = records.find(spec.name);
+      if (rec != records.end() && rec->second.phase != Phase::kDestroying &&
+          parse_clone_method(rec->second.clone_method)) {
+        method = *parse_clone_method(rec->second.clone_method);  // a clone keeps its method
+      } else {
+        method = method_for_new_container();
+      }
+      out.layouts.push_back(
+          make_layout(config, spec, *recipe, subnet->second, method, host_hostname));
+    }
+    return out;
+  }
+
+  ObservedContainer observe(const ContainerLayout* want, const std::optional<ContainerRecord>& rec) {
+    ObservedContainer o;
+    o.record = rec;
+    if (want == nullptr) return o;
+    const fs::path machine = host(want->machine_dir);
+    if (want->clone_method == CloneMethod::kOverlay) {
+      o.overlay_mounted = is_mount_point(machine);
+      o.machine_dir_exists = path_exists(host(want->overlay_dir) / "upper");
+    } else {
+      o.machine_dir_exists = path_exists(machine);
+    }
+    for (const auto& [path, content] : want->host_files) {
+      auto r = read_file_if_exists(host(path));
+      o.host_files[path] = r ? *r : std::nullopt;
+    }
+    bool readable = o.machine_dir_exists &&
+                    (want->clone_method != CloneMethod::kOverlay || o.overlay_mounted);
+    for (const auto& [rel, content] : want->container_files) {
+      std::optional<std::string> have;
+      if (readable) {
+        auto r = read_file_in_root(machine, rel);
+        if (r) have = *r;
+      }
+      o.container_files[rel] = have;
+    }
+    std::error_code ec;
+    const fs::path link = host(config.paths.systemd + "/machines.target.wants/" +
+                               unit_of(want->spec.name));
+    if (fs::is_symlink(link, ec)) {
+      if (want->wants_link.empty()) {
+        o.stray_wants_link = true;
+      } else {
+        o.wants_link_target = fs::read_symlink(link, ec).string();
+      }
+    }
+    return o;
+  }
+
+  Result<std::map<std::string, ContainerRecord>> records() {
+    std::map<std::string, ContainerRecord> out;
+    if (!state) return out;
+    auto all = state->containers();
+    if (!all) return all.error();
+    for (auto& r : *all) out[r.name] = std::move(r);
+    return out;
+  }
+
+  Result<Plan> make_plan() {
+    if (auto s = open_state_if_present(); !s) return s.error();
+    auto recs = records();
+    if (!recs) return recs.error();
+    auto want = desired(*recs);
+    if (!want) return want.error();
+    std::map<std::string, ObservedContainer> observed;
+    for (const auto& l : want->layouts) {
+      auto rec = recs->find(l.spec.name);
+      observed[l.spec.name] = observe(&l, rec == recs->end() ? std::nullopt
+                                                             : std::optional(rec->second));
+    }
+    for (const auto& [name, rec] : *recs) {
+      if (observed.count(name) == 0) observed[name] = observe(nullptr, rec);
+    }
+    Plan plan = compute_plan(want->layouts, observed);
+    for (auto& c : want->conflicts) plan.conflicts.push_back(std::move(c));
+    return plan;
+  }
+
+  // --- steps -------------------------------------------------------------
+
+  Status step(ApplyReporter& rep, int64_t apply_id, const std::string& name,
+              const std::string& what, const std::function<Status()>& body) {
+    rep.step_started(name, what);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto entry = state->journal_begin(apply_id, name, what);
+    if (!entry) return entry.error();
+    Status s = body();
+    (void)state->journal_end(*entry, s.ok(), s.ok() ? "" : s.error().message());
+    rep.step_finished(name, what,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - t0),
+                      s);
+    return s;
+  }
+
+  Status configure_tree(const ContainerLayout& l) {
+    const fs::path tree = host(l.machine_dir);
+    auto id = read_file_in_root(tree, "etc/machine-id");
+    if (!id) return id.error();
+    std::string current = id->value_or("");
+    if (current.empty() || current == "\n" || current.rfind("uninitialized", 0) == 0) {
+      if (auto s = write_file_in_root(tree, "etc/machine-id", random_id128_hex() + "\n", 0444); !s) {
+        return s;
+      }
+    }
+    for (const auto& [rel, content] : l.container_files) {
+      auto have = read_file_in_root(tree, rel);
+      if (have && *have == content) continue;
+      auto mode = l.file_modes.count(rel) ? l.file_modes.at(rel) : 0644u;
+      if (auto s = write_file_in_root(tree, rel, content, mode); !s) return s;
+    }
+    if (!tree_has_build_user(tree)) {
+      auto recipe = recipes.resolve(l.spec.distro, l.spec.release);
+      if (!recipe) return recipe.error();
+      auto argv = expand_argv(recipe->create_user.argv, {});
+      if (!argv) return argv.error();
+      if (auto s = commands.in_tree(tree.string(), *argv, recipe->create_user.env,
+                                    CommandRunner::Dns::kNone);
+          !s) {
+        return s;
+      }
+    }
+    if (path_exists(tree / "usr/sbin/sshd") && !path_exists(tree / "etc/ssh/ssh_host_ed25519_key")) {
+      if (auto s = commands.in_tree(tree.string(), {"ssh-keygen", "-A"}, {}, CommandRunner::Dns::kNone);
+          !s) {
+        return s;
+      }
+    }
+    return {};
+  }
+
+  Status write_host_files(const ContainerLayout& l) {
+    for (const auto& [path, content] : l.host_files) {
+      auto have = read_file_if_exists(host(path));
+      if (have && *have == content) continue;
+      if (auto s = write_file_atomic(host(path), content, 0644); !s) return s;
+    }
+    const fs::path link = host(config.paths.systemd + "/machines.target.wants/" +
+                               unit_of(l.spec.name));
+    if (l.spec.boot) {
+      if (auto s = ensure_symlink(link, l.wants_target); !s) return s;
+      // machines.target pulls the containers in at boot; Debian enables it,
+      // but an admin may have disabled it.
+      if (auto s = ensure_symlink(host(config.paths.systemd + "/multi-user.target.wants/machines.target"),
+                                  "/lib/systemd/system/machines.target");
+          !s) {
+        return s;
+      }
+    } else if (auto s = remove_tree(link); !s) {
+      return s;
+    }
+    return {};
+  }
+
+  Status start_if_wanted(const ContainerLayout& l) {
+    if (systemd == nullptr) return {};
+    if (auto s = systemd->daemon_reload(); !s) return s;
+    if (!l.spec.boot) return {};
+    auto st = systemd->active_state(unit_of(l.spec.name));
+    if (!st) return st.error();
+    if (*st == "active" || *st == "activating") return {};
+    return systemd->start_unit(unit_of(l.spec.name));
+  }
+
+  Status record(const ContainerLayout& l, Phase phase) {
+    ContainerRecord r;
+    r.name = l.spec.name;
+    r.spec_json = spec_json(l.spec);
+    r.base_key = l.base.key();
+    r.clone_method = std::string(to_string(l.clone_method));
+    r.phase = phase;
+    return state->put_container(r);
+  }
+
+  Status create(ApplyReporter& rep, int64_t apply_id, const ContainerLayout& l) {
+    const std::string& n = l.spec.name;
+    if (auto s = record(l, Phase::kCreating); !s) return s;
+    fs::path base_dir;
+    std::string base_step = "base " + l.base.distro + "/" + l.base.release + "/" + l.base.arch +
+                            " (" + l.base.key() + ")";
+    if (!images.ready(l.base)) base_step += ": building";
+    if (auto s = step(rep, apply_id, n, base_step, [&]() -> Status {
+          auto recipe = recipes.resolve(l.spec.distro, l.spec.release);
+          if (!recipe) return recipe.error();
+          auto dir = images.ensure(l.base, *recipe, mirror_for(l.spec.distro),
+                                   [&](std::string_view line) { rep.step_output(n, line); });
+          if (!dir) return dir.error();
+          base_dir = *dir;
+          return {};
+        });
+        !s) {
+      return s;
+    }
+    if (auto s = step(rep, apply_id, n, "clone (" + std::string(to_string(l.clone_method)) + ")",
+                      [&] {
+                        return cloner.clone(l.clone_method, base_dir, host(l.machine_dir),
+                                            host(l.overlay_dir));
+                      });
+        !s) {
+      return s;
+    }
+    return finish(rep, apply_id, l);
+  }
+
+  // The steps create and update share.
+  Status finish(ApplyReporter& rep, int64_t apply_id, const ContainerLayout& l) {
+    const std::string& n = l.spec.name;
+    if (l.clone_method == CloneMethod::kOverlay) {
+      if (auto s = cloner.mount_overlay(host(l.base_dir), host(l.machine_dir), host(l.overlay_dir));
+          !s) {
+        return s;
+      }
+    }
+    if (auto s = step(rep, apply_id, n, "configure container", [&] { return configure_tree(l); });
+        !s) {
+      return s;
+    }
+    if (auto s = step(rep, apply_id, n, "write host files", [&] { return write_host_files(l); }); !s) {
+      return s;
+    }
+    if (systemd != nullptr) {
+      if (auto s = step(rep, apply_id, n, "start " + unit_of(n), [&] { return start_if_wanted(l); });
+          !s) {
+        return s;
+      }
+    }
+    return record(l, Phase::kReady);
+  }
+
+  Status destroy(ApplyReporter& rep, int64_t apply_id, const ContainerRecord& rec) {
+    const std::string& n = rec.name;
+    if (auto s = state->set_phase(n, Phase::kDestroying); !s) return s;
+    if (systemd != nullptr) {
+      if (auto s = step(rep, apply_id, n, "stop " + unit_of(n), [&] {
+            return systemd->stop_unit(unit_of(n));
+          });
+          !s) {
+        return s;
+      }
+    }
+    const std::string machine = config.paths.machines + "/" + n;
+    if (auto s = step(rep, apply_id, n, "remove host files", [&]() -> Status {
+          for (const std::string& p :
+               {config.paths.systemd + "/machines.target.wants/" + unit_of(n),
+                config.paths.systemd + "/" + unit_of(n) + ".d",
+                config.paths.nspawn + "/" + n + ".nspawn",
+                config.paths.systemd + "/" + escape_unit_path(machine) + ".mount"}) {
+            if (auto r = remove_tree(host(p)); !r) return r;
+          }
+          if (systemd != nullptr) return systemd->daemon_reload();
+          return {};
+        });
+        !s) {
+      return s;
+    }
+    auto method = parse_clone_method(rec.clone_method).value_or(CloneMethod::kCopy);
+    if (auto s = step(rep, apply_id, n, "remove root filesystem", [&] {
+          return cloner.remove(method, host(machine), host(config.paths.state + "/overlay/" + n));
+        });
+        !s) {
+      return s;
+    }
+    return state->delete_container(n);
+  }
+};
+
+Provisioner::Provisioner(AgentConfig config, const RecipeBook& recipes, HostRoot root,
+                         ProcessRunner& runner, SystemdControl* systemd, std::string host_hostname)
+    : impl_(std::make_unique<Impl>(std::move(config), recipes, root, runner, systemd,
+                                   std::move(host_hostname))),
+      root_(std::move(root)) {}
+
+Provisioner::~Provisioner() = default;
+
+Result<Plan> Provisioner::plan() { return impl_->make_plan(); }
+
+Status Provisioner::apply(const Plan& plan, ApplyReporter& reporter) {
+  if (!plan.conflicts.empty()) return fail(plan.conflicts.front());
+  if (!plan.has_work()) return {};
+  if (auto s = impl_->open_state(); !s) return s;
+  auto lock = FileLock::acquire(impl_->host(impl_->config.paths.state + "/apply.lock"));
+  if (!lock) return lock.error();
+  auto apply_id = impl_->state->begin_apply();
+  if (!apply_id) return apply_id.error();
+
+  std::vector<std::string> failed;
+  auto note_failure = [&](const std::string& name, const Status& s) {
+    if (s) return;
+    log::error("container \"", name, "\": ", s.error().message());
+    failed.push_back(name);
+  };
+  // Destroys first: they free subnets and names the others may take.
+  for (const auto& c : plan.changes) {
+    if ((c.action == Action::kDestroy || c.action == Action::kReplace) && c.record) {
+      note_failure(c.name, impl_->destroy(reporter, *apply_id, *c.record));
+    }
+  }
+  std::map<std::string, Cidr> subnets;
+  for (const auto& c : plan.changes) {
+    if (c.layout) subnets[c.name] = c.layout->subnet;
+  }
+  if (auto s = impl_->state->set_subnets(subnets); !s) return s;
+  for (const auto& c : plan.changes) {
+    if (!c.layout || std::find(failed.begin(), failed.end(), c.name) != failed.end()) continue;
+    switch (c.action) {
+      case Action::kCreate:
+      case Action::kReplace:
+        note_failure(c.name, impl_->create(reporter, *apply_id, *c.layout));
+        break;
+      case Action::kUpdate:
+        note_failure(c.name, impl_->finish(reporter, *apply_id, *c.layout));
+        break;
+      case Action::kDestroy:
+      case Action::kUnchanged:
+        break;
+    }
+  }
+  if (failed.empty()) return {};
+  std::string names;
+  for (const auto& n : failed) names += (names.empty() ? "\"" : ", \"") + n + "\"";
+  return fail(std::to_string(failed.size()) + " container(s) failed: " + names);
+}
+
+Status Provisioner::destroy(const std::string& name, ApplyReporter& reporter) {
+  if (auto s = impl_->open_state_if_present(); !s) return s;
+  std::optional<ContainerRecord> rec;
+  if (impl_->state) {
+    auto r = impl_->state->container(name);
+    if (!r) return r.error();
+    rec = *r;
+  }
+  if (!rec) return fail("no container named \"" + name + "\" is managed by farmhand");
+  auto lock = FileLock::acquire(impl_->host(impl_->config.paths.state + "/apply.lock"));
+  if (!lock) return lock.error();
+  auto apply_id = impl_->state->begin_apply();
+  if (!apply_id) return apply_id.error();
+  return impl_->destroy(reporter, *apply_id, *rec);
+}
+
+Result<std::vector<ContainerStatus>> Provisioner::status() {
+  if (auto s = impl_->open_state_if_present(); !s) return s.error();
+  auto recs = impl_->records();
+  if (!recs) return recs.error();
+  std::map<std::string, Cidr> subnets;
+  if (impl_->state) {
+    auto s = impl_->state->subnets();
+    if (!s) return s.error();
+    subnets = *s;
+  }
+  std::vector<ContainerStatus> out;
+  std::set<std::string> seen;
+  auto fill = [&](ContainerStatus& cs, const std::string& json) {
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return;
+    cs.distro = j.value("distro", "");
+    cs.release = j.value("release", "");
+    cs.arch = j.value("arch", "");
+    cs.boot = j.value("boot", false);
+  };
+  for (const auto& [name, rec] : *recs) {
+    ContainerStatus cs;
+    cs.name = name;
+    fill(cs, rec.spec_json);
+    cs.state = std::string(to_string(rec.phase));
+    cs.clone_method = rec.clone_method;
+    if (rec.phase == Phase::kReady) {
+      bool overlay = rec.clone_method == "overlay";
+      fs::path data = overlay ? impl_->host(impl_->config.paths.state + "/overlay/" + name + "/upper")
+                              : impl_->host(impl_->config.paths.machines + "/" + name);
+      if (!path_exists(data)) cs.state = "missing";
+    }
+    if (auto it = subnets.find(name); it != subnets.end()) {
+      cs.subnet = it->second.str();
+      cs.address = it->second.host(kContainerOffset);
+    }
+    if (impl_->systemd != nullptr && cs.state == "ready") {
+      auto active = impl_->systemd->active_state(unit_of(name));
+      if (active) cs.state = *active == "active" ? "running" : "stopped";
+    }
+    seen.insert(name);
+    out.push_back(std::move(cs));
+  }
+  for (const auto& spec : impl_->config.containers) {
+    if (seen.count(spec.name)) continue;
+    ContainerStatus cs;
+    cs.name = spec.name;
+    fill(cs, spec_json(spec));
+    cs.state = "planned";
+    out.push_back(std::move(cs));
+  }
+  return out;
+}
+
+Result<ContainerLayout> Provisioner::prepare_to_run(const std::string& name) {
+  if (auto s = impl_->open_state_if_present(); !s) return s.error();
+  auto recs = impl_->records();
+  if (!recs) return recs.error();
+  auto rec = recs->find(name);
+  if (rec == recs->end() || rec->second.phase != Phase::kReady) {
+    return fail("container \"" + name + "\" has not been created yet: run `farmhand apply` first");
+  }
+  auto want = impl_->desired(*recs);
+  if (!want) return want.error();
+  for (auto& l : want->layouts) {
+    if (l.spec.name != name) continue;
+    if (l.clone_method == CloneMethod::kOverlay) {
+      if (auto s = impl_->cloner.mount_overlay(impl_->host(l.base_dir), impl_->host(l.machine_dir),
+                                               impl_->host(l.overlay_dir));
+          !s) {
+        return s.error();
+      }
+    }
+    return std::move(l);
+  }
+  return fail("no container named \"" + name + "\" in the configuration");
+}
+
+}  // namespace farmhand::provisioner

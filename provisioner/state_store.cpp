@@ -1,0 +1,226 @@
+#include "provisioner/state_store.h"
+
+#include <chrono>
+
+namespace farmhand::provisioner {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"SQL(
+CREATE TABLE IF NOT EXISTS containers(
+  name TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  base_key TEXT NOT NULL,
+  clone_method TEXT NOT NULL,
+  phase TEXT NOT NULL CHECK (phase IN ('creating', 'ready', 'destroying')),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subnets(
+  name TEXT PRIMARY KEY,
+  subnet TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS applies(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  started_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  apply_id INTEGER NOT NULL REFERENCES applies(id),
+  container TEXT NOT NULL,
+  step TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('begun', 'done', 'failed')),
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER,
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS journal_by_apply ON journal(apply_id);
+)SQL";
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Phase parse_phase(const std::string& s) {
+  if (s == "ready") return Phase::kReady;
+  if (s == "destroying") return Phase::kDestroying;
+  return Phase::kCreating;
+}
+
+}  // namespace
+
+std::string_view to_string(Phase phase) {
+  switch (phase) {
+    case Phase::kCreating: return "creating";
+    case Phase::kReady: return "ready";
+    case Phase::kDestroying: return "destroying";
+  }
+  return "creating";
+}
+
+Result<StateStore> StateStore::open(const std::string& path) {
+  auto db = sql::Database::open(path);
+  if (!db) return db.error();
+  auto version = db->prepare("PRAGMA user_version");
+  if (!version) return version.error();
+  auto row = version->step();
+  if (!row) return row.error();
+  int64_t v = version->integer(0);
+  if (v > kSchemaVersion) {
+    return fail("state database '" + path + "' has schema version " + std::to_string(v) +
+                ", newer than this farmhand understands (" + std::to_string(kSchemaVersion) + ")");
+  }
+  if (auto s = db->transaction([&]() -> Status {
+        if (auto e = db->exec(kSchema); !e) return e;
+        return db->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+      });
+      !s) {
+    return s.error().context("migrating '" + path + "'");
+  }
+  return StateStore(std::move(*db));
+}
+
+Result<std::vector<ContainerRecord>> StateStore::containers() {
+  auto st = db_.prepare(
+      "SELECT name, spec, base_key, clone_method, phase, created_at, updated_at "
+      "FROM containers ORDER BY name");
+  if (!st) return st.error();
+  std::vector<ContainerRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back({st->text(0), st->text(1), st->text(2), st->text(3), parse_phase(st->text(4)),
+                   st->integer(5), st->integer(6)});
+  }
+  return out;
+}
+
+Result<std::optional<ContainerRecord>> StateStore::container(const std::string& name) {
+  auto all = containers();
+  if (!all) return all.error();
+  for (auto& r : *all) {
+    if (r.name == name) return std::optional<ContainerRecord>(std::move(r));
+  }
+  return std::optional<ContainerRecord>{};
+}
+
+Status StateStore::put_container(const ContainerRecord& r) {
+  auto st = db_.prepare(
+      "INSERT INTO containers(name, spec, base_key, clone_method, phase, created_at, updated_at) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT(name) DO UPDATE SET spec=?2, base_key=?3, "
+      "clone_method=?4, phase=?5, updated_at=?6");
+  if (!st) return st.error();
+  st->bind(1, r.name).bind(2, r.spec_json).bind(3, r.base_key).bind(4, r.clone_method);
+  st->bind(5, to_string(r.phase)).bind(6, now_s());
+  return st->run();
+}
+
+Status StateStore::set_phase(const std::string& name, Phase phase) {
+  auto st = db_.prepare("UPDATE containers SET phase=?2, updated_at=?3 WHERE name=?1");
+  if (!st) return st.error();
+  st->bind(1, name).bind(2, to_string(phase)).bind(3, now_s());
+  return st->run();
+}
+
+Status StateStore::delete_container(const std::string& name) {
+  return db_.transaction([&]() -> Status {
+    for (const char* sql : {"DELETE FROM containers WHERE name=?1", "DELETE FROM subnets WHERE name=?1"}) {
+      auto st = db_.prepare(sql);
+      if (!st) return st.error();
+      st->bind(1, name);
+      if (auto s = st->run(); !s) return s;
+    }
+    return {};
+  });
+}
+
+Result<std::map<std::string, Cidr>> StateStore::subnets() {
+  auto st = db_.prepare("SELECT name, subnet FROM subnets");
+  if (!st) return st.error();
+  std::map<std::string, Cidr> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    if (auto c = Cidr::parse(st->text(1))) out[st->text(0)] = *c;
+  }
+  return out;
+}
+
+Status StateStore::set_subnets(const std::map<std::string, Cidr>& assignment) {
+  return db_.transaction([&]() -> Status {
+    auto del = db_.prepare("DELETE FROM subnets WHERE name=?1");
+    if (!del) return del.error();
+    for (const auto& [name, subnet] : assignment) {
+      del->bind(1, name);
+      if (auto s = del->run(); !s) return s;
+    }
+    auto ins = db_.prepare("INSERT INTO subnets(name, subnet) VALUES(?1, ?2)");
+    if (!ins) return ins.error();
+    for (const auto& [name, subnet] : assignment) {
+      ins->bind(1, name).bind(2, subnet.str());
+      if (auto s = ins->run(); !s) return s;
+    }
+    return {};
+  });
+}
+
+Result<int64_t> StateStore::begin_apply() {
+  auto st = db_.prepare("INSERT INTO applies(started_ms) VALUES(?1)");
+  if (!st) return st.error();
+  st->bind(1, now_ms());
+  if (auto s = st->run(); !s) return s.error();
+  return db_.last_insert_rowid();
+}
+
+Result<int64_t> StateStore::journal_begin(int64_t apply_id, const std::string& container,
+                                          const std::string& step) {
+  auto st = db_.prepare(
+      "INSERT INTO journal(apply_id, container, step, status, started_ms) "
+      "VALUES(?1, ?2, ?3, 'begun', ?4)");
+  if (!st) return st.error();
+  st->bind(1, apply_id).bind(2, container).bind(3, step).bind(4, now_ms());
+  if (auto s = st->run(); !s) return s.error();
+  return db_.last_insert_rowid();
+}
+
+Status StateStore::journal_end(int64_t entry_id, bool ok, const std::string& detail) {
+  auto st = db_.prepare("UPDATE journal SET status=?2, finished_ms=?3, detail=?4 WHERE id=?1");
+  if (!st) return st.error();
+  st->bind(1, entry_id).bind(2, ok ? "done" : "failed").bind(3, now_ms()).bind(4, detail);
+  return st->run();
+}
+
+Result<std::vector<JournalEntry>> StateStore::journal(int64_t apply_id) {
+  auto st = db_.prepare(
+      "SELECT id, apply_id, container, step, status, started_ms, COALESCE(finished_ms, 0), "
+      "detail FROM journal WHERE apply_id=?1 ORDER BY id");
+  if (!st) return st.error();
+  st->bind(1, apply_id);
+  std::vector<JournalEntry> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back({st->integer(0), st->integer(1), st->text(2), st->text(3), st->text(4),
+                   st->integer(5), st->integer(6), st->text(7)});
+  }
+  return out;
+}
+
+Result<int64_t> StateStore::last_apply_id() {
+  auto st = db_.prepare("SELECT COALESCE(MAX(id), 0) FROM applies");
+  if (!st) return st.error();
+  auto row = st->step();
+  if (!row) return row.error();
+  return st->integer(0);
+}
+
+}  // namespace farmhand::provisioner

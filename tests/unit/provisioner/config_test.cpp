@@ -1,0 +1,537 @@
+// The configuration parser: defaults, a full config, and the exact text of
+// every error. Recipes are small inline documents, so these tests do not
+// depend on the content of nspawn-templates/recipes/.
+#include "provisioner/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace farmhand::provisioner {
+namespace {
+
+std::string recipe_document(const std::string& distro, const std::string& arches, const std::string& mirror,
+                            const std::string& pattern, const std::string& releases) {
+  return R"({"distro":")" + distro + R"(","recipe_version":1,"family":"debian","arches":)" + arches +
+         R"(,"package_name_pattern":")" + pattern + R"(","mirror":")" + mirror +
+         R"(","boot_packages":["systemd"],)"
+         R"("bootstrap":[{"run":"host","argv":["debootstrap","{release}","{root}","{mirror}"]}],)"
+         R"("install":{"argv":["apt-get","install","-y","{packages}"]},)"
+         R"("user":{"group":"nogroup","argv":["useradd","-u883","-gnogroup","sai"]},)"
+         R"("network":{"method":"networkd","enable":["systemd-networkd"]},"releases":)" +
+         releases + "}";
+}
+
+const std::string kDebianRecipe =
+    recipe_document("debian", R"({"amd64":"amd64","arm64":"arm64"})", "optional", "^[a-z0-9][a-z0-9+.-]+$",
+                    R"({"bookworm":{"build_packages":["cmake"]},"trixie":{"build_packages":["cmake"]}})");
+const std::string kCentosRecipe =
+    recipe_document("centos", R"({"amd64":"x86_64","arm64":"aarch64"})", "required",
+                    "^[A-Za-z0-9_][A-Za-z0-9_+.-]*$", R"({"stream9":{"build_packages":["cmake"]}})");
+
+RecipeBook book_of(const std::vector<std::pair<std::string, std::string>>& documents) {
+  auto book = RecipeBook::from_documents(documents);
+  if (!book.ok()) {
+    ADD_FAILURE() << "test recipes do not load: " << book.error().message();
+    return RecipeBook{};
+  }
+  return std::move(book).value();
+}
+
+const RecipeBook& recipes() {
+  static const RecipeBook book = book_of({{"debian.json", kDebianRecipe}, {"centos.json", kCentosRecipe}});
+  return book;
+}
+
+std::string errors_of(const ConfigLoad& load) {
+  std::string out;
+  for (const auto& e : load.errors) out += "\n  " + e;
+  return out;
+}
+
+constexpr const char* kMinimum =
+    R"({"containers": [{"name": "bookworm-amd64", "distro": "debian", "release": "bookworm",
+                        "arch": "amd64", "packages": ["cmake"]}]})";
+
+TEST(ConfigParse, MinimumContractGetsEveryDefault) {
+  ConfigLoad load = parse_config(kMinimum, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.errors.empty());
+  // Valid, but 14 characters are more than the exact ve-NAME allows.
+  EXPECT_EQ(load.warnings,
+            (std::vector<std::string>{
+                "/containers/0/name: \"bookworm-amd64\" is longer than 12 characters: its host "
+                "interface will not be named exactly \"ve-bookworm-amd64\""}));
+  const AgentConfig& c = *load.config;
+  EXPECT_EQ(c.paths, (AgentPaths{"/var/lib/machines", "/var/lib/farmhand", "/var/cache/farmhand",
+                                 "/etc/systemd/nspawn", "/etc/systemd/system"}));
+  EXPECT_EQ(c.pool.str(), "192.168.80.0/20");
+  EXPECT_EQ(c.subnet_prefix, 24);
+  EXPECT_EQ(c.clone_method, CloneMethod::kAuto);
+  EXPECT_TRUE(c.mirrors.empty());
+  ContainerSpec expected;
+  expected.name = "bookworm-amd64";
+  expected.distro = "debian";
+  expected.release = "bookworm";
+  expected.arch = "amd64";
+  expected.packages = {"cmake"};
+  ASSERT_EQ(c.containers.size(), 1u);
+  EXPECT_EQ(c.containers[0], expected);
+  EXPECT_TRUE(c.containers[0].build_packages);
+  EXPECT_TRUE(c.containers[0].boot);
+  EXPECT_FALSE(c.containers[0].private_users);
+  EXPECT_FALSE(c.containers[0].subnet);
+}
+
+TEST(ConfigParse, ArchDefaultsToTheHosts) {
+  // Assumes an amd64 or arm64 host, the arches of the test recipe.
+  ConfigLoad load = parse_config(
+      R"({"containers": [{"name": "bookworm", "distro": "debian", "release": "bookworm"}]})", recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.config->containers.at(0).arch, host_arch());
+  EXPECT_TRUE(load.config->containers.at(0).packages.empty());
+}
+
+TEST(ConfigParse, EmptyObjectIsAnAgentWithNoContainers) {
+  ConfigLoad load = parse_config("{}", recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.config->containers.empty());
+  EXPECT_EQ(load.config->subnet_prefix, kDefaults.subnet_prefix);
+}
+
+TEST(ConfigParse, FullConfig) {
+  ConfigLoad load = parse_config(R"({
+    "paths": {"machines": "/srv/machines", "state": "/srv/state", "cache": "/srv/cache",
+              "nspawn": "/run/systemd/nspawn", "systemd": "/run/systemd/system"},
+    "network": {"pool": "10.20.0.0/16", "subnet_prefix": 26},
+    "clone_method": "overlay",
+    "mirrors": {"centos": "https://mirror.example.org/centos-stream/", "debian": "file:///srv/debian"},
+    "containers": [
+      {"name": "c9", "distro": "centos", "release": "stream9", "arch": "arm64",
+       "packages": ["gcc-c++", "libstdc++-devel"], "build_packages": false,
+       "network": {"subnet": "10.30.1.0/24"}, "boot": false, "private_users": true,
+       "binds": [{"source": "/srv/ccache", "target": "/var/cache/ccache"},
+                 {"source": "/srv/keys/", "read_only": true}]},
+      {"name": "trixie", "distro": "debian", "release": "trixie", "network": {}}
+    ]
+  })",
+                                 recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.warnings.empty());
+  const AgentConfig& c = *load.config;
+  EXPECT_EQ(c.paths, (AgentPaths{"/srv/machines", "/srv/state", "/srv/cache", "/run/systemd/nspawn",
+                                 "/run/systemd/system"}));
+  EXPECT_EQ(c.pool, (Cidr{0x0a140000u, 16}));
+  EXPECT_EQ(c.subnet_prefix, 26);
+  EXPECT_EQ(c.clone_method, CloneMethod::kOverlay);
+  EXPECT_EQ(c.mirrors,
+            (std::map<std::string, std::string>{{"centos", "https://mirror.example.org/centos-stream/"},
+                                                {"debian", "file:///srv/debian"}}));
+  ASSERT_EQ(c.containers.size(), 2u);
+  ContainerSpec c9;
+  c9.name = "c9";
+  c9.distro = "centos";
+  c9.release = "stream9";
+  c9.arch = "arm64";
+  c9.packages = {"gcc-c++", "libstdc++-devel"};
+  c9.build_packages = false;
+  c9.subnet = Cidr{0x0a1e0100u, 24};
+  c9.boot = false;
+  c9.private_users = true;
+  c9.binds = {{"/srv/ccache", "/var/cache/ccache", false}, {"/srv/keys/", "/srv/keys/", true}};
+  EXPECT_EQ(c.containers[0], c9);
+  ContainerSpec trixie;
+  trixie.name = "trixie";
+  trixie.distro = "debian";
+  trixie.release = "trixie";
+  trixie.arch = host_arch();
+  EXPECT_EQ(c.containers[1], trixie);
+}
+
+struct BadConfig {
+  const char* name;
+  std::string json;
+  std::vector<std::string> errors;
+};
+
+void PrintTo(const BadConfig& c, std::ostream* os) { *os << c.name; }
+
+// One container of the minimum contract with `extra` members added.
+std::string debian(const std::string& extra, const std::string& name = "bookworm") {
+  return R"({"name": ")" + name + R"(", "distro": "debian", "release": "bookworm", "arch": "amd64")" +
+         (extra.empty() ? "" : ", " + extra) + "}";
+}
+std::string with_containers(const std::string& containers, const std::string& top = "") {
+  return "{" + (top.empty() ? "" : top + ", ") + R"("containers": [)" + containers + "]}";
+}
+
+const std::string kContainerKeys =
+    "(expected one of: arch, binds, boot, build_packages, distro, name, network, packages, private_users, "
+    "release)";
+
+std::vector<BadConfig> bad_configs() {
+  return {
+      {"SyntaxError",
+       "{\"containers\": [\n  {\"name\": \"a\",\n    }\n]}",
+       {"/: invalid JSON: parse error at line 3, column 5: syntax error while parsing object key - "
+        "unexpected "
+        "'}'; expected string literal"}},
+      {"EmptyDocument",
+       "",
+       {"/: invalid JSON: parse error at line 1, column 1: syntax error while parsing value - unexpected end "
+        "of "
+        "input; expected '[', '{', or a literal"}},
+      {"RootIsAnArray", "[]", {"/: expected an object, got an array"}},
+      {"RootIsNull", "null", {"/: expected an object, got null"}},
+      {"UnknownTopLevelKey",
+       R"({"colour": "blue"})",
+       {"/colour: unknown key (expected one of: clone_method, containers, mirrors, network, paths)"}},
+      {"PointerEscapesSlashAndTilde",
+       R"({"a/b~c": 1})",
+       {"/a~1b~0c: unknown key (expected one of: clone_method, containers, mirrors, network, paths)"}},
+      {"DuplicateTopLevelKey",
+       R"({"clone_method": "copy", "clone_method": "btrfs"})",
+       {"/clone_method: duplicate key"}},
+      {"DuplicateContainerKey",
+       with_containers(debian(R"("name": "other")")),
+       {"/containers/0/name: duplicate key"}},
+      {"ContainersNotAnArray", R"({"containers": {}})", {"/containers: expected an array, got an object"}},
+      {"ContainerNotAnObject",
+       R"({"containers": ["bookworm"]})",
+       {"/containers/0: expected an object, got a string"}},
+      {"UnknownContainerKey",
+       with_containers(debian(R"("colour": "red")")),
+       {"/containers/0/colour: unknown key " + kContainerKeys}},
+      {"MissingName",
+       with_containers(R"({"distro": "debian", "release": "bookworm", "arch": "amd64"})"),
+       {"/containers/0/name: required key is missing"}},
+      {"MissingEverything",
+       with_containers("{}"),
+       {"/containers/0/name: required key is missing", "/containers/0/distro: required key is missing",
+        "/containers/0/release: required key is missing"}},
+      {"BootNotABoolean",
+       with_containers(debian(R"("boot": "yes")")),
+       {"/containers/0/boot: expected a boolean, got a string"}},
+      {"WrongTypes",
+       with_containers(
+           debian(R"("build_packages": 1, "private_users": null, "packages": "cmake", "arch": 64)")),
+       {"/containers/0/build_packages: expected a boolean, got a number",
+        "/containers/0/private_users: expected a boolean, got null",
+        "/containers/0/packages: expected an array, got a string", "/containers/0/arch: duplicate key"}},
+      {"NameNotAString",
+       with_containers(R"({"name": 7, "distro": "debian", "release": "bookworm"})"),
+       {"/containers/0/name: expected a string, got a number"}},
+      {"NameWithUpperCaseAndUnderscore",
+       with_containers(debian("") + ", " + debian("", "Foo_Bar")),
+       {"/containers/1/name: \"Foo_Bar\" is not a valid machine name: use only lower-case letters, digits "
+        "and '-'"}},
+      {"NameWithLeadingOrTrailingDash",
+       with_containers(debian("", "-foo") + ", " + debian("", "foo-")),
+       {"/containers/0/name: \"-foo\" is not a valid machine name: it must not start or end with '-'",
+        "/containers/1/name: \"foo-\" is not a valid machine name: it must not start or end with '-'"}},
+      {"NameEmpty",
+       with_containers(debian("", "")),
+       {"/containers/0/name: \"\" is not a valid machine name: it must not be empty"}},
+      {"NameTooLong",
+       with_containers(debian("", std::string(65, 'a'))),
+       {"/containers/0/name: \"" + std::string(65, 'a') + "\" is too long: at most 64 characters"}},
+      {"DuplicateName",
+       with_containers(debian("", "foo") + ", " + debian("", "bar") + ", " + debian("", "foo")),
+       {"/containers/2/name: duplicate name \"foo\" (also at /containers/0/name)"}},
+      {"LegacyInterfaceNameCollision",
+       with_containers(debian("", "buildhost-deb11") + ", " + debian("", "buildhost-deb12")),
+       {"/containers/1/name: \"buildhost-deb12\" collides with \"buildhost-deb11\" (/containers/0/name): "
+        "systemd older than v245 names both host interfaces \"ve-buildhost-d\""}},
+      {"UnknownDistroHidesReleaseAndArch",
+       with_containers(R"({"name": "s", "distro": "slackware", "release": "15", "arch": "vax"})"),
+       {"/containers/0/distro: unknown distro \"slackware\" (known: centos, debian)"}},
+      {"UnknownRelease",
+       with_containers(R"({"name": "p", "distro": "debian", "release": "potato"})"),
+       {"/containers/0/release: unknown release \"potato\" for debian (known: bookworm, trixie)"}},
+      {"UnknownArch",
+       with_containers(R"({"name": "v", "arch": "vax", "distro": "debian", "release": "bookworm"})"),
+       {"/containers/0/arch: debian bookworm has no arch \"vax\" (known: amd64, arm64)"}},
+      {"BadAndDuplicatePackages",
+       with_containers(debian(R"("packages": ["cmake", "git", "cmake; rm -rf /", "cmake", 3])")),
+       {"/containers/0/packages/2: \"cmake; rm -rf /\" is not a valid debian package name",
+        "/containers/0/packages/3: duplicate package \"cmake\"",
+        "/containers/0/packages/4: expected a string, got a number"}},
+      {"MirrorRequired",
+       with_containers(R"({"name": "c9", "distro": "centos", "release": "stream9"})"),
+       {"/containers/0/distro: centos needs a mirror: set /mirrors/centos"}},
+      {"MirrorForUnknownDistro",
+       R"({"mirrors": {"slackware": "https://example.org/"}})",
+       {"/mirrors/slackware: unknown distro \"slackware\" (known: centos, debian)"}},
+      {"MirrorUrls",
+       R"({"mirrors": {"debian": "ftp://ftp.debian.org/debian", "centos": "https://a b/", "debian": 1}})",
+       {"/mirrors/debian: \"ftp://ftp.debian.org/debian\" is not a mirror URL: it must start with http://, "
+        "https:// or file://",
+        "/mirrors/centos: \"https://a b/\" is not a mirror URL: it must not contain whitespace or control "
+        "characters",
+        "/mirrors/debian: duplicate key"}},
+      {"MirrorWithNothingAfterTheScheme",
+       R"({"mirrors": {"debian": "http://", "centos": ["x"]}})",
+       {"/mirrors/debian: \"http://\" is not a mirror URL: it has nothing after the scheme",
+        "/mirrors/centos: expected a string, got an array"}},
+      {"MirrorsNotAnObject",
+       R"({"mirrors": ["http://deb.debian.org/debian"]})",
+       {"/mirrors: expected an object, got an array"}},
+      {"SubnetWithHostBits",
+       with_containers(debian(R"("network": {"subnet": "192.168.80.1/24"})")),
+       {"/containers/0/network/subnet: \"192.168.80.1/24\" is not a subnet in CIDR form, like "
+        "\"192.168.85.0/24\""}},
+      {"SubnetSyntax",
+       with_containers(debian(R"("network": {"subnet": "192.168.80.0"})")),
+       {"/containers/0/network/subnet: \"192.168.80.0\" is not a subnet in CIDR form, like "
+        "\"192.168.85.0/24\""}},
+      {"SubnetTooSmall",
+       with_containers(debian(R"("network": {"subnet": "192.168.85.0/29"})")),
+       {"/containers/0/network/subnet: 192.168.85.0/29 is too small for the host (.1) and the container "
+        "(.9): "
+        "use a prefix of at most 28"}},
+      {"SubnetsOverlap",
+       with_containers(debian(R"("network": {"subnet": "192.168.85.0/25"})", "a") + ", " +
+                       debian(R"("network": {"subnet": "192.168.86.0/24"})", "b") + ", " +
+                       debian(R"("network": {"subnet": "192.168.85.0/24"})", "c")),
+       {"/containers/2/network/subnet: 192.168.85.0/24 overlaps 192.168.85.0/25 "
+        "(/containers/0/network/subnet)"}},
+      {"NetworkOfContainer",
+       with_containers(debian(R"("network": "192.168.85.0/24")") + ", " +
+                       debian(R"("network": {"address": "192.168.85.9"})", "b")),
+       {"/containers/0/network: expected an object, got a string",
+        "/containers/1/network/address: unknown key (expected one of: subnet)"}},
+      {"PoolInvalid",
+       R"({"network": {"pool": "10.0.0.0/33"}})",
+       {"/network/pool: \"10.0.0.0/33\" is not a subnet in CIDR form, like \"192.168.80.0/20\""}},
+      {"PoolTooSmall",
+       R"({"network": {"pool": "10.0.0.0/29"}})",
+       {"/network/pool: 10.0.0.0/29 is too small for the host (.1) and the container (.9): use a prefix of "
+        "at most 28"}},
+      {"SubnetPrefixBelowThePool",
+       R"({"network": {"subnet_prefix": 16}})",
+       {"/network/subnet_prefix: 16 is out of range: it must be between 20 (the prefix of the pool, "
+        "192.168.80.0/20) and 28"}},
+      {"SubnetPrefixTooLong",
+       R"({"network": {"subnet_prefix": 30, "pool": "10.0.0.0/8"}})",
+       {"/network/subnet_prefix: 30 is out of range: it must be between 8 (the prefix of the pool, "
+        "10.0.0.0/8) "
+        "and 28"}},
+      {"SubnetPrefixWithInvalidPool",
+       R"({"network": {"subnet_prefix": -1, "pool": 5}})",
+       {"/network/subnet_prefix: -1 is out of range: it must be between 1 and 28",
+        "/network/pool: expected a string, got a number"}},
+      {"SubnetPrefixNotAnInteger",
+       R"({"network": {"subnet_prefix": 24.5, "mtu": 1500}})",
+       {"/network/subnet_prefix: expected an integer, got a number",
+        "/network/mtu: unknown key (expected one of: pool, subnet_prefix)"}},
+      {"BindRelativeSource",
+       with_containers(debian(R"("binds": [{"source": "srv/x"}])")),
+       {"/containers/0/binds/0/source: \"srv/x\" is not an absolute path"}},
+      {"BindTargetWithDotDot",
+       with_containers(debian(R"("binds": [{"source": "/srv", "target": "/srv/../etc"}])")),
+       {"/containers/0/binds/0/target: \"/srv/../etc\" must not contain \"..\""}},
+      {"BindWithColonOrControlCharacter",
+       with_containers(
+           debian(R"("binds": [{"source": "/srv/a:b"}, {"source": "/srv/a\nb"}, {"source": "/x\u0000"}])")),
+       {"/containers/0/binds/0/source: \"/srv/a:b\" must not contain ':' (the .nspawn Bind= setting uses it "
+        "as "
+        "a separator)",
+        "/containers/0/binds/1/source: \"/srv/a\\nb\" must not contain control characters",
+        "/containers/0/binds/2/source: \"/x\\u0000\" must not contain control characters"}},
+      {"BindMissingSourceAndWrongTypes",
+       with_containers(debian(R"("binds": [{"target": "/srv", "read_only": "no", "mode": 1}, "/srv"])")),
+       {"/containers/0/binds/0/read_only: expected a boolean, got a string",
+        "/containers/0/binds/0/mode: unknown key (expected one of: read_only, source, target)",
+        "/containers/0/binds/0/source: required key is missing",
+        "/containers/0/binds/1: expected an object, got a string"}},
+      {"DuplicateBindTarget",
+       with_containers(debian(
+           R"("binds": [{"source": "/srv/a", "target": "/work"}, {"source": "/work/"}, {"source": "/b", "target": "/srv/a"}])")),
+       {"/containers/0/binds/1/source: duplicate bind target \"/work/\" (also at "
+        "/containers/0/binds/0/target)"}},
+      {"Paths",
+       R"({"paths": {"machines": "var/lib/machines", "state": "/var/lib/../farmhand", "cache": 1, "home": "/"}})",
+       {"/paths/machines: \"var/lib/machines\" is not an absolute path",
+        "/paths/state: \"/var/lib/../farmhand\" must not contain \"..\"",
+        "/paths/cache: expected a string, got a number",
+        "/paths/home: unknown key (expected one of: cache, machines, nspawn, state, systemd)"}},
+      {"PathsNotAnObject", R"({"paths": "/var/lib"})", {"/paths: expected an object, got a string"}},
+      {"UnknownCloneMethod",
+       R"({"clone_method": "zfs"})",
+       {"/clone_method: unknown clone method \"zfs\" (expected one of: auto, btrfs, copy, overlay, "
+        "reflink)"}},
+      {"CloneMethodNotAString",
+       R"({"clone_method": true})",
+       {"/clone_method: expected a string, got a boolean"}},
+      {"EveryErrorInDocumentOrderThenCrossContainerChecks",
+       with_containers(
+           debian(R"("boot": 1, "network": {"subnet": "10.1.0.0/24"})", "dup") + ", " +
+               R"({"name": "dup", "distro": "debian", "release": "sid", "network": {"subnet": "10.1.0.0/16"}})",
+           R"("clone_method": "zfs")"),
+       {"/clone_method: unknown clone method \"zfs\" (expected one of: auto, btrfs, copy, overlay, reflink)",
+        "/containers/0/boot: expected a boolean, got a number",
+        "/containers/1/release: unknown release \"sid\" for debian (known: bookworm, trixie)",
+        "/containers/1/name: duplicate name \"dup\" (also at /containers/0/name)",
+        "/containers/1/network/subnet: 10.1.0.0/16 overlaps 10.1.0.0/24 (/containers/0/network/subnet)"}},
+  };
+}
+
+class ConfigRejects : public testing::TestWithParam<BadConfig> {};
+
+TEST_P(ConfigRejects, WithExactErrors) {
+  ConfigLoad load = parse_config(GetParam().json, recipes());
+  EXPECT_EQ(load.errors, GetParam().errors);
+  EXPECT_FALSE(load.config);
+}
+
+INSTANTIATE_TEST_SUITE_P(ConfigBad, ConfigRejects, testing::ValuesIn(bad_configs()),
+                         [](const testing::TestParamInfo<BadConfig>& param_info) {
+                           return param_info.param.name;
+                         });
+
+TEST(ConfigWarnings, LongNamesWarnButAreValid) {
+  ConfigLoad load =
+      parse_config(with_containers(debian("", "bookworm-amd64") + ", " + debian("", "trixie")), recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.warnings,
+            (std::vector<std::string>{
+                "/containers/0/name: \"bookworm-amd64\" is longer than 12 characters: its host "
+                "interface will not be named exactly \"ve-bookworm-amd64\""}));
+}
+
+TEST(ConfigWarnings, TwelveCharactersAndDistinctElevenCharacterPrefixesAreFine) {
+  ConfigLoad load = parse_config(
+      with_containers(debian("", "bookworm-a64") + ", " + debian("", "bookworm-x64")), recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.warnings.empty());
+}
+
+TEST(ConfigWarnings, WarningsAreKeptAlongsideErrors) {
+  ConfigLoad load = parse_config(
+      with_containers(debian("", "buildhost-deb11") + ", " + debian("", "buildhost-deb12")), recipes());
+  EXPECT_FALSE(load.config);
+  EXPECT_EQ(load.errors.size(), 1u);
+  EXPECT_EQ(
+      load.warnings,
+      (std::vector<std::string>{
+          "/containers/0/name: \"buildhost-deb11\" is longer than 12 characters: its host interface will "
+          "not be named exactly \"ve-buildhost-deb11\"",
+          "/containers/1/name: \"buildhost-deb12\" is longer than 12 characters: its host interface will "
+          "not be named exactly \"ve-buildhost-deb12\""}));
+}
+
+TEST(ConfigWarnings, MirrorForADistroThatUsesNone) {
+  RecipeBook book = book_of(
+      {{"debian.json", kDebianRecipe},
+       {"gentoo.json", recipe_document("gentoo", R"({"amd64":"amd64"})", "unused", "^[a-z0-9][a-z0-9+.-]+$",
+                                       R"({"current":{"build_packages":[]}})")}});
+  ConfigLoad load = parse_config(R"({"mirrors": {"gentoo": "https://distfiles.example.org/"}})", book);
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(
+      load.warnings,
+      (std::vector<std::string>{"/mirrors/gentoo: gentoo does not use a mirror: this setting is ignored"}));
+}
+
+TEST(ConfigArch, HostArchMissingFromTheRecipeNeedsAnExplicitArch) {
+  RecipeBook book = book_of(
+      {{"debian.json", recipe_document("debian", R"({"vax":"vax"})", "optional", "^[a-z0-9][a-z0-9+.-]+$",
+                                       R"({"bookworm":{"build_packages":[]}})")}});
+  ASSERT_NE(host_arch(), "vax");
+  ConfigLoad load =
+      parse_config(R"({"containers": [{"name": "b", "distro": "debian", "release": "bookworm"}]})", book);
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{"/containers/0/arch: required key is missing: debian bookworm "
+                                      "has no arch \"" +
+                                      host_arch() + "\" (the host's; known: vax)"}));
+}
+
+TEST(ConfigArch, HostArchUsesDebianNames) {
+  std::string arch = host_arch();
+  EXPECT_FALSE(arch.empty());
+  EXPECT_NE(arch, "x86_64");
+  EXPECT_NE(arch, "aarch64");
+}
+
+TEST(ConfigCloneMethod, Names) {
+  EXPECT_EQ(to_string(CloneMethod::kAuto), "auto");
+  EXPECT_EQ(to_string(CloneMethod::kBtrfs), "btrfs");
+  EXPECT_EQ(to_string(CloneMethod::kReflink), "reflink");
+  EXPECT_EQ(to_string(CloneMethod::kOverlay), "overlay");
+  EXPECT_EQ(to_string(CloneMethod::kCopy), "copy");
+  for (const char* method : {"auto", "btrfs", "reflink", "overlay", "copy"}) {
+    ConfigLoad load = parse_config(std::string(R"({"clone_method": ")") + method + "\"}", recipes());
+    ASSERT_TRUE(load.config) << errors_of(load);
+    EXPECT_EQ(to_string(load.config->clone_method), method);
+  }
+}
+
+class ConfigFiles : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/farmhand-config-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFiles, LoadsAFile) {
+  std::ofstream(dir_ / "agent.json") << kMinimum;
+  ConfigLoad load = load_config_file(dir_ / "agent.json", recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.config->containers.at(0).name, "bookworm-amd64");
+}
+
+TEST_F(ConfigFiles, MissingFileIsOneError) {
+  std::string path = dir_ / "missing.json";
+  ConfigLoad load = load_config_file(path, recipes());
+  EXPECT_FALSE(load.config);
+  EXPECT_EQ(load.errors, (std::vector<std::string>{path + ": cannot open: No such file or directory"}));
+}
+
+TEST_F(ConfigFiles, DirectoryIsOneError) {
+  ConfigLoad load = load_config_file(dir_.string(), recipes());
+  EXPECT_FALSE(load.config);
+  EXPECT_EQ(load.errors, (std::vector<std::string>{dir_.string() + ": cannot read: Is a directory"}));
+}
+
+TEST_F(ConfigFiles, ParsingTouchesNoFile) {
+  std::string d = dir_.string();
+  ConfigLoad load =
+      parse_config(R"({"paths": {"machines": ")" + d + R"(/m", "state": ")" + d + R"(/s", "cache": ")" + d +
+                       R"(/c", "nspawn": ")" + d + R"(/n", "systemd": ")" + d + R"(/u"},
+      "mirrors": {"debian": "file://)" +
+                       d + R"(/mirror"},
+      "containers": [{"name": "b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+                      "binds": [{"source": ")" +
+                       d + R"(/ccache"}]}]})",
+                   recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.config->paths.machines, d + "/m");
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
+}
+
+TEST(ConfigBuiltin, MinimumContractAgainstTheShippedRecipes) {
+  auto book = RecipeBook::builtin();
+  ASSERT_TRUE(book.ok()) << book.error().message();
+  ConfigLoad load = parse_config(kMinimum, *book);
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.config->containers.at(0).packages, std::vector<std::string>{"cmake"});
+}
+
+TEST(ConfigBuiltin, ShippedExampleIsValidAndQuiet) {
+  auto book = RecipeBook::builtin();
+  ASSERT_TRUE(book.ok()) << book.error().message();
+  ConfigLoad load = load_config_file(std::string(FARMHAND_TEST_DATA_DIR) + "/../conf/agent.json", *book);
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.warnings.empty());
+  EXPECT_EQ(load.config->containers.size(), 4u);
+}
+
+}  // namespace
+}  // namespace farmhand::provisioner
