@@ -304,7 +304,8 @@ int cmd_run(const Invocation& inv) {
   }
   for (const auto& b : layout->spec.binds) {
     const std::string target = b.target.empty() ? b.source : b.target;
-    args.push_back((b.read_only ? "--bind-ro=" : "--bind=") + b.source + ":" + target);
+    args.push_back((b.read_only ? "--bind-ro=" : "--bind=") + root.map(b.source).string() + ":" +
+                   target);
   }
   if (command.empty()) {
     args.push_back("--boot");

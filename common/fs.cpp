@@ -212,7 +212,10 @@ Status rename_durable(const fs::path& from, const fs::path& to) {
 
 Result<FileLock> FileLock::acquire(const fs::path& path) {
   if (auto st = make_dirs(path.parent_path()); !st) return st.error();
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  // Deliberately not O_CLOEXEC: the tools farmhand runs while holding the
+  // lock inherit it, so if farmhand is killed mid-build, the next run waits
+  // until every leftover tool has exited instead of racing it.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);  // NOLINT(android-cloexec-open)
   if (fd < 0) return io_error("cannot open lock file", path, errno);
   while (::flock(fd, LOCK_EX) != 0) {
     if (errno == EINTR) continue;

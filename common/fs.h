@@ -56,7 +56,9 @@ Status rename_durable(const fs::path& from, const fs::path& to);
 // Whether something (file, dir, symlink, even dangling) exists at path.
 bool path_exists(const fs::path& path);
 
-// A held flock(2) on a lock file; released on destruction.
+// A held flock(2) on a lock file; released on destruction. Child processes
+// started while it is held inherit it, so the lock outlives a killed farmhand
+// until its leftover children have exited too.
 class FileLock {
  public:
   static Result<FileLock> acquire(const fs::path& path);

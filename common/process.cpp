@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,7 +60,9 @@ struct Stream {
 
 std::string Command::display() const {
   std::string line = shell_quote(path);
-  for (const auto& a : args) line += " " + shell_quote(a);
+  // Redacted before quoting too: quoting rewrites a secret containing "'",
+  // which the pass over the whole line would then miss.
+  for (const auto& a : args) line += " " + shell_quote(log::redact(redact_with(a, secrets)));
   return log::redact(redact_with(line, secrets));
 }
 
@@ -137,6 +141,7 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   envp.push_back(nullptr);
 
   log::debug("running ", command.display());
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
@@ -146,6 +151,10 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   }
   if (pid == 0) {
     ::setpgid(0, 0);
+    // If farmhand is killed, its tools die with it rather than racing the
+    // next run (which also waits for any survivors: see FileLock).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     sigset_t all;
     sigemptyset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -230,6 +239,25 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   }
   for (auto& s : streams) {
     if (s.fd >= 0) ::close(s.fd);
+  }
+  // A program that closed its output can still be running: the deadline
+  // holds until it has exited, not just until its pipes are closed.
+  if (command.timeout.count() > 0 && !result.timed_out) {
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd pfd = {pidfd, POLLIN, 0};
+      int n = pidfd >= 0 ? ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())))
+                         : 1;  // no pidfd (old kernel): wait without a deadline, as before
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) {
+        result.timed_out = true;
+        ::kill(-pid, SIGKILL);
+      }
+      break;
+    }
+    if (pidfd >= 0) ::close(pidfd);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {

@@ -30,31 +30,31 @@ std::string UnitFile::str() const {
 }
 
 std::string escape_unit_path(const std::string& path) {
-  size_t b = path.find_first_not_of('/');
-  if (b == std::string::npos) return "-";
-  size_t e = path.find_last_not_of('/');
-  std::string trimmed = path.substr(b, e - b + 1);
   std::string out;
-  bool slash = false;
-  for (size_t i = 0; i < trimmed.size(); ++i) {
-    char c = trimmed[i];
-    if (c == '/') {
-      if (!slash) out += '-';  // collapse repeated slashes
-      slash = true;
-      continue;
-    }
-    slash = false;
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == ':' || c == '_' || (c == '.' && i != 0);
-    if (plain) {
-      out += c;
-    } else {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
-      out += buf;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(start, end - start);
+    start = end + 1;
+    // Empty and "." components vanish, as in systemd's path_simplify().
+    if (part.empty() || part == ".") continue;
+    const bool first = out.empty();
+    if (!first) out += '-';
+    for (size_t i = 0; i < part.size(); ++i) {
+      char c = part[i];
+      bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == ':' || c == '_' || (c == '.' && !(first && i == 0));
+      if (plain) {
+        out += c;
+      } else {
+        char buf[5];
+        std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+        out += buf;
+      }
     }
   }
-  return out;
+  return out.empty() ? "-" : out;
 }
 
 }  // namespace farmhand::provisioner

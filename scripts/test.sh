@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up and runs farmhand's whole test suite: unit tests (also under
+# AddressSanitizer and UBSan), integration tests as root with real
+# debootstrap, nspawn and mounts, and the benchmarks, which print figures.
+# Base trees are cached in /var/cache/farmhand-tests between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== build (warnings are errors)"
+scripts/setup.sh -DFARMHAND_WERROR=ON
+echo "== build with sanitizers"
+FARMHAND_BUILD_DIR=build-asan scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON
+
+echo "== unit tests under AddressSanitizer and UBSan"
+ctest --test-dir build-asan -L unit --output-on-failure -j2
+
+echo "== benchmarks"
+tests/bench/run_all.sh build/agent/farmhand
+
+echo "== unit and integration tests"
+ctest --test-dir build --output-on-failure -j2

@@ -1,0 +1,179 @@
+# Shared helpers for farmhand's benchmarks (bash, root, real tools).
+#
+# A benchmark PRINTS figures; it never fails because something was slow.
+# It fails only when it cannot run (a farmhand command failed, a tool is
+# missing). Everything a benchmark creates lives under one work directory
+# below /var/tmp (not tmpfs: overlay upper dirs need a real filesystem) and
+# is removed in the EXIT trap: processes it started are stopped by pid,
+# mounts below the work directory are unmounted deepest first, loop devices
+# it attached are detached.
+#
+# Usage from a benchmark script:
+#   source "$(dirname "$0")/lib.sh"   # with "$@" = /path/to/farmhand
+#   bench_init b1                      # sets WORK
+
+set -euo pipefail
+export LC_ALL=C  # '.' as the decimal point in every printf and awk
+
+FH=${1:?usage: $0 /path/to/farmhand}
+FH=$(readlink -f "$FH")
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Base trees persist across runs in their own cache; farmhand keys them by
+# distro, release, arch, package set and recipe, so a stale base is never
+# reused.
+BENCH_CACHE=${FARMHAND_BENCH_CACHE:-/var/cache/farmhand-bench}
+# Per-command time limits (seconds): a cold base build, everything else.
+COLD_TIMEOUT=${FARMHAND_BENCH_COLD_TIMEOUT:-900}
+CMD_TIMEOUT=${FARMHAND_BENCH_CMD_TIMEOUT:-300}
+
+WORK=
+_cleanups=()
+_current_pid=
+
+_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$_current_pid" ] && kill -0 "$_current_pid" 2>/dev/null; then
+    # `timeout` forwards the signal to the command's process group.
+    kill -TERM "$_current_pid" 2>/dev/null || true
+    timeout 30 tail --pid="$_current_pid" -f /dev/null 2>/dev/null || true
+    kill -KILL "$_current_pid" 2>/dev/null || true
+  fi
+  local i
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
+  exit "$rc"
+}
+
+# Runs a shell snippet at exit (last registered runs first).
+on_exit() { _cleanups+=("$*"); }
+
+# Unmounts everything mounted below DIR, deepest first.
+unmount_under() {
+  local m
+  for m in $(findmnt -rn -o TARGET | grep -F "$1/" | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || echo "bench: cannot unmount $m" >&2
+  done
+}
+
+bench_init() {  # NAME
+  if [ "$(id -u)" != 0 ]; then
+    echo "bench: needs root (real mounts, loop devices, nspawn)" >&2
+    exit 1
+  fi
+  [ -x "$FH" ] || { echo "bench: $FH is not executable" >&2; exit 1; }
+  local tool
+  for tool in debootstrap systemd-nspawn findmnt timeout awk; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
+  done
+  mkdir -p "$BENCH_CACHE"
+  WORK=$(mktemp -d "/var/tmp/farmhand-bench-$1.XXXXXX")
+  trap _cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  on_exit "unmount_under '$WORK'; rm -rf --one-file-system '$WORK'"
+}
+
+# A host root for --root. With a second argument "shared" (the default) its
+# cache is a symlink to BENCH_CACHE; otherwise to the given cache directory,
+# or a plain empty directory for "empty".
+make_root() {  # DIR [shared|empty|CACHE_DIR]
+  local dir=$1 cache=${2:-shared}
+  mkdir -p "$dir/var/cache"
+  case $cache in
+    shared) ln -s "$BENCH_CACHE" "$dir/var/cache/farmhand" ;;
+    empty) mkdir -p "$dir/var/cache/farmhand" ;;
+    *) ln -s "$cache" "$dir/var/cache/farmhand" ;;
+  esac
+}
+
+# Writes a configuration with the given clone method and bookworm containers
+# (no extra packages, no build package set). The pool is big enough for 256
+# containers.
+write_config() {  # FILE METHOD NAME...
+  local file=$1 method=$2
+  shift 2
+  local sep="" name
+  {
+    printf '{"clone_method": "%s",\n "network": {"pool": "10.231.0.0/16", "subnet_prefix": 24},\n "containers": [' "$method"
+    for name in "$@"; do
+      printf '%s\n  {"name": "%s", "distro": "debian", "release": "bookworm", "arch": "amd64", "packages": [], "build_packages": false}' "$sep" "$name"
+      sep=","
+    done
+    printf '\n]}\n'
+  } >"$file"
+}
+
+# Runs a command with a time limit, output (stdout and stderr) to OUTFILE,
+# and sets LAST_WALL to its wall time in seconds. On failure prints the
+# output and returns the command's status.
+LAST_WALL=
+run_timed() {  # OUTFILE LIMIT CMD...
+  local out=$1 limit=$2
+  shift 2
+  local t0 t1 rc=0
+  t0=$EPOCHREALTIME
+  timeout "$limit" "$@" >"$out" 2>&1 &
+  _current_pid=$!
+  wait "$_current_pid" || rc=$?
+  t1=$EPOCHREALTIME
+  _current_pid=
+  LAST_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  if [ "$rc" != 0 ]; then
+    local why="exit $rc"
+    [ "$rc" != 124 ] || why="timed out after $limit s"
+    echo "bench: command failed ($why): $*" >&2
+    sed 's/^/    | /' "$out" >&2
+    return "$rc"
+  fi
+}
+
+# farmhand with a root and config, timed: fh_timed OUT LIMIT ROOT CONFIG ARGS...
+fh_timed() {
+  local out=$1 limit=$2 root=$3 config=$4
+  shift 4
+  run_timed "$out" "$limit" "$FH" --root "$root" --config "$config" "$@"
+}
+
+# The duration a step line of `farmhand apply` reports, e.g. for
+#   [bw-a] clone (overlay)  done in 0.01 s
+# step_seconds OUT NAME "clone (" prints 0.01.
+step_seconds() {  # OUTFILE NAME STEP_PREFIX
+  awk -v p="[$2] $3" 'index($0, p) == 1 && / done in [0-9.]+ s$/ { v = $(NF - 1) } END { if (v == "") v = "n/a"; print v }' "$1"
+}
+
+# "min median max" of the numbers given as arguments.
+stats() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "n/a n/a n/a"; exit }
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%.3f %.3f %.3f\n", v[1], m, v[NR] }'
+}
+
+median() { stats "$@" | awk '{ print $2 }'; }
+
+# A / B with one decimal, or n/a.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.1f", a / b; else print "n/a" }'; }
+
+# 1 if A < B, else 0.
+less_than() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? 1 : 0 }'; }
+
+# The machine's load, to judge how noisy the figures are.
+print_machine() {
+  echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
+}
+
+# Makes sure the bookworm base the benchmarks use is in BENCH_CACHE, by an
+# apply of one overlay container into a scratch root (a cold build, about
+# 100 s, the first time only). Prints whether it had to be built.
+ensure_base() {
+  local root=$WORK/warmup out=$WORK/warmup.out
+  make_root "$root"
+  write_config "$WORK/warmup.json" overlay warmup
+  fh_timed "$out" "$COLD_TIMEOUT" "$root" "$WORK/warmup.json" apply
+  if grep -q ': building' "$out"; then
+    echo "base: built into $BENCH_CACHE in $LAST_WALL s (cold; reused from now on)"
+  else
+    echo "base: cached in $BENCH_CACHE ($(grep -o 'debian-bookworm-amd64-[0-9a-f]*' "$out" | head -1))"
+  fi
+  fh_timed "$WORK/warmup-destroy.out" "$CMD_TIMEOUT" "$root" "$WORK/warmup.json" destroy warmup
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every farmhand benchmark (B1-B3) and prints all their figures.
+#
+#   tests/bench/run_all.sh /path/to/farmhand
+#
+# Benchmarks print figures and never fail on timing; this script exits
+# non-zero only if a benchmark could not run. Each cleans up after itself.
+set -euo pipefail
+export LC_ALL=C
+
+FH=${1:?usage: $0 /path/to/farmhand}
+FH=$(readlink -f "$FH")
+DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+failed=()
+t_all=$EPOCHREALTIME
+for bench in b1_clone_methods b2_noop_apply b3_peak_rss; do
+  echo
+  t0=$EPOCHREALTIME
+  rc=0
+  # Each benchmark bounds its own commands; this bounds the whole of one.
+  timeout --kill-after=60 "${FARMHAND_BENCH_LIMIT:-1800}" "$DIR/$bench.sh" "$FH" || rc=$?
+  secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+  if [ "$rc" = 0 ]; then
+    echo "-- $bench: finished in $secs s"
+  else
+    echo "-- $bench: COULD NOT RUN (exit $rc) after $secs s"
+    failed+=("$bench")
+  fi
+done
+echo
+echo "all benchmarks: $(awk -v a="$t_all" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "benchmarks that could not run: ${failed[*]}"
+  exit 1
+fi

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Crash safety: `farmhand apply` killed with SIGKILL at any step converges on
+# the next run, with nothing half-made left behind.
+source "$(dirname "$0")/lib.sh"
+
+ROOT=$(make_root)
+CONFIG=$ROOT/agent.json
+# The same base as the provisioning test, so a warm cache is reused; copies,
+# because a copy takes long enough to be killed in the middle of.
+cat > "$CONFIG" <<JSON
+{"clone_method": "copy",
+ "containers": [{"name": "crash-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
+                 "packages": ["cmake"]}]}
+JSON
+PARTIAL=$ROOT/var/lib/machines/.crash-a.farmhand-partial
+
+fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
+
+# Starts apply in the background and SIGKILLs it as soon as CONDITION holds.
+apply_killed_when() {
+  "$FH" --root "$ROOT" --config "$CONFIG" apply >"$ROOT/killed.log" 2>&1 &
+  local pid=$!
+  local deadline=$((SECONDS + 600))
+  while kill -0 "$pid" 2>/dev/null && ! "$@" 2>/dev/null; do
+    [ $SECONDS -ge $deadline ] && fail "condition never held: $*" && return 1
+    sleep 0.01
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+interrupted_step() {
+  sqlite3 "$ROOT/var/lib/farmhand/state.db" \
+    "SELECT step FROM journal WHERE status='begun' ORDER BY id DESC LIMIT 1"
+}
+
+assert_converged() {
+  fhc apply
+  assert_eq 0 "$RC" "apply after the kill: $OUT"
+  assert_missing "$PARTIAL"
+  fhc status --json
+  assert_contains "$OUT" '"state": "ready"'
+  fhc plan
+  assert_contains "$OUT" "Plan: 0 to create, 0 to update, 0 to replace, 0 to destroy, 1 unchanged."
+  fhc run crash-a -- id sai
+  assert_contains "$OUT" "uid=883(sai)"
+}
+
+testcase_warm_the_base() {
+  # Builds (or finds) the base, then removes the container again.
+  fhc apply
+  assert_eq 0 "$RC" "$OUT"
+  fhc destroy crash-a
+  assert_eq 0 "$RC" "$OUT"
+}
+
+testcase_killed_during_clone() {
+  apply_killed_when test -d "$PARTIAL/usr"
+  test -d "$PARTIAL" || fail "the kill came too late: no partial clone left"
+  assert_missing "$ROOT/var/lib/machines/crash-a"
+  assert_eq "clone (copy)" "$(interrupted_step)" "interrupted step"
+  fhc status --json
+  assert_contains "$OUT" '"state": "creating"'
+  assert_converged
+}
+
+testcase_killed_at_every_step() {
+  # Kill after a growing delay so the kill lands in each step in turn
+  # (record, clone, configure, host files), until an apply gets through.
+  local delay steps=""
+  for delay in 0.05 0.1 0.2 0.3 0.5 0.7 1 1.5 2 3 4 6 8 12; do
+    fhc destroy crash-a >/dev/null 2>&1 || true
+    "$FH" --root "$ROOT" --config "$CONFIG" apply >"$ROOT/killed.log" 2>&1 &
+    local pid=$!
+    sleep "$delay"
+    if ! kill -KILL "$pid" 2>/dev/null; then
+      wait "$pid"
+      break
+    fi
+    wait "$pid" 2>/dev/null || true
+    steps+="$(interrupted_step); "
+    assert_converged
+  done
+  echo "    interrupted steps: ${steps:-none}"
+  [ -n "$steps" ] || fail "no apply was interrupted"
+}
+
+testcase_killed_during_base_build() {
+  # A base of its own in a private cache, so this always really builds one.
+  local cache=$ROOT/private-cache
+  mkdir -p "$cache"
+  rm "$ROOT/var/cache/farmhand"
+  ln -s "$cache" "$ROOT/var/cache/farmhand"
+  cat > "$CONFIG" <<JSON
+{"containers": [{"name": "crash-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+                 "build_packages": false}]}
+JSON
+  PARTIAL=$ROOT/var/lib/machines/.crash-b.farmhand-partial
+  apply_killed_when bash -c "ls -d '$cache'/images/.*.partial/var/lib/dpkg"
+  assert_contains "$(interrupted_step)" "base debian/bookworm/amd64"
+  ls -d "$cache"/images/.*.partial >/dev/null || fail "no partial base left behind"
+  fhc apply
+  assert_eq 0 "$RC" "apply after the kill: $OUT"
+  assert_eq "" "$(ls -d "$cache"/images/.*.partial 2>/dev/null)" "partial bases left"
+  fhc run crash-b -- id sai
+  assert_contains "$OUT" "uid=883(sai)"
+}
+
+run_testcases

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Provisioning with real debootstrap, real clones and real systemd-nspawn:
+# three containers from one config, checked from inside; one booted with its
+# private veth network; a second apply that does nothing; destroy.
+source "$(dirname "$0")/lib.sh"
+
+ROOT=$(make_root)
+CONFIG=$ROOT/agent.json
+HOSTPART=$(hostname | cut -d. -f1 | tr 'A-Z' 'a-z' | tr -c 'a-z0-9-\n' '-')
+mkdir -p "$ROOT/srv/it-src" "$ROOT/srv/it-out"
+echo hello > "$ROOT/srv/it-src/README"
+
+cat > "$CONFIG" <<JSON
+{
+  "containers": [
+    {"name": "it-bw-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
+     "packages": ["cmake"]},
+    {"name": "it-bw-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+     "packages": ["cmake"], "boot": false,
+     "binds": [{"source": "/srv/it-src", "target": "/src", "read_only": true},
+               {"source": "/srv/it-out"}]},
+    {"name": "it-trixie", "distro": "debian", "release": "trixie", "arch": "amd64",
+     "build_packages": false, "private_users": true}
+  ]
+}
+JSON
+
+fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
+
+# The state of the host that a no-op apply must leave untouched.
+host_state() { tree_listing "$ROOT" var/cache var/lib/farmhand/state.db var/lib/farmhand/state.db-wal var/lib/farmhand/state.db-shm; }
+
+testcase_apply_three_containers() {
+  fhc plan
+  assert_eq 0 "$RC" "plan exit code"
+  assert_contains "$OUT" "Plan: 3 to create, 0 to update, 0 to replace, 0 to destroy, 0 unchanged."
+  assert_missing "$ROOT/var/lib/machines"  # plan changes nothing
+  "$FH" --root "$ROOT" --config "$CONFIG" apply | tee "$ROOT/apply1.log"
+  assert_eq 0 "${PIPESTATUS[0]}" "apply exit code"
+  assert_contains "$(cat "$ROOT/apply1.log")" "Apply complete: 3 created"
+  # One line per step, each with its elapsed time.
+  assert_contains "$(cat "$ROOT/apply1.log")" "[it-bw-b] clone ("
+  fhc status --json
+  assert_eq 0 "$RC"
+  assert_eq "ready ready ready" "$(echo "$OUT" | python3 -c 'import json,sys; print(" ".join(c["state"] for c in json.load(sys.stdin)))')"
+}
+
+testcase_build_user_in_each_container() {
+  local name
+  for name in it-bw-a it-bw-b it-trixie; do
+    fhc run "$name" -- id sai
+    assert_contains "$OUT" "uid=883(sai) gid=65534(nogroup) groups=65534(nogroup)" "id sai in $name"
+    assert_file_eq "$ROOT/var/lib/machines/$name/etc/hostname" "$name-$HOSTPART"
+    fhc run "$name" -- stat -c '%U %a' /home/sai
+    assert_contains "$OUT" "sai 7" "home of sai in $name"
+  done
+  # The bookworm containers have the build packages and the extra one.
+  fhc run it-bw-b -- dpkg-query -W -f '${Status}\n' cmake build-essential libgit2-dev
+  assert_eq 3 "$(echo "$OUT" | grep -c 'install ok installed')" "packages in it-bw-b"
+  # Each clone has its own machine-id.
+  local ids
+  ids=$(cat "$ROOT"/var/lib/machines/it-*/etc/machine-id | sort -u | grep -c '^[0-9a-f]\{32\}$')
+  assert_eq 3 "$ids" "distinct machine ids"
+}
+
+testcase_network_files() {
+  local i=0 name
+  for name in it-bw-a it-bw-b it-trixie; do
+    assert_file_eq "$ROOT/var/lib/machines/$name/etc/systemd/network/50-host0.network" \
+"# Managed by farmhand: \`farmhand apply\` rewrites this file.
+
+[Match]
+Name=host0
+
+[Network]
+Address=192.168.8$i.9/24
+Gateway=192.168.8$i.1
+DNS=192.168.8$i.1
+IPForward=1"
+    assert_file_eq "$ROOT/var/lib/machines/$name/etc/resolv.conf" \
+"# Managed by farmhand: \`farmhand apply\` rewrites this file.
+nameserver 192.168.8$i.1"
+    i=$((i + 1))
+  done
+}
+
+testcase_host_files() {
+  assert_file_eq "$ROOT/etc/systemd/nspawn/it-bw-b.nspawn" \
+"# Managed by farmhand: \`farmhand apply\` rewrites this file.
+
+[Exec]
+Boot=yes
+PrivateUsers=no
+
+[Network]
+VirtualEthernet=yes
+
+[Files]
+BindReadOnly=/srv/it-src:/src
+Bind=/srv/it-out"
+  assert_file_eq "$ROOT/etc/systemd/nspawn/it-trixie.nspawn" \
+"# Managed by farmhand: \`farmhand apply\` rewrites this file.
+
+[Exec]
+Boot=yes
+PrivateUsers=pick
+
+[Network]
+VirtualEthernet=yes
+
+[Files]
+PrivateUsersOwnership=auto"
+  # Started at boot: it-bw-a and it-trixie, not it-bw-b (boot: false).
+  assert_eq "/lib/systemd/system/systemd-nspawn@.service" \
+    "$(readlink "$ROOT/etc/systemd/system/machines.target.wants/systemd-nspawn@it-bw-a.service")"
+  assert_missing "$ROOT/etc/systemd/system/machines.target.wants/systemd-nspawn@it-bw-b.service"
+  test -d "$ROOT/etc/systemd/system/systemd-nspawn@it-bw-b.service.d"
+  # Binds work when run.
+  fhc run it-bw-b -- cat /src/README
+  assert_contains "$OUT" "hello"
+}
+
+testcase_boot_with_private_network() {
+  local log=$ROOT/boot.log pid leader
+  setsid "$FH" --root "$ROOT" --config "$CONFIG" run it-bw-a >"$log" 2>&1 &
+  pid=$!
+  track_pid "$pid"
+  wait_for 60 ip link show ve-it-bw-a
+  # The container's init is the child of systemd-nspawn (our pid after exec).
+  wait_for 30 pgrep -P "$pid"
+  leader=$(pgrep -P "$pid" | head -1)
+  wait_for 60 bash -c "nsenter -t $leader -a systemctl is-system-running | grep -qE 'running|degraded'"
+  # The host side of the veth is the host backend's job (NetworkManager or
+  # networkd); stand in for it here.
+  ip addr add 192.168.80.1/24 dev ve-it-bw-a
+  ip link set ve-it-bw-a up
+  wait_for 30 bash -c "nsenter -t $leader -a ip -br addr show host0 | grep -q '192.168.80.9/24'"
+  assert_contains "$(nsenter -t "$leader" -a ip route)" "default via 192.168.80.1 dev host0"
+  assert_eq "it-bw-a-$HOSTPART" "$(nsenter -t "$leader" -a hostname)" "booted hostname"
+  assert_eq active "$(nsenter -t "$leader" -a systemctl is-active systemd-networkd)"
+  kill -TERM "$pid"
+  timeout 60 tail --pid="$pid" -f /dev/null
+  assert_missing /sys/class/net/ve-it-bw-a
+}
+
+testcase_second_apply_does_nothing() {
+  local before after last_apply
+  before=$(host_state)
+  last_apply=$(sqlite3 "$ROOT/var/lib/farmhand/state.db" 'SELECT MAX(id) FROM applies')
+  fhc apply
+  assert_eq 0 "$RC"
+  assert_contains "$OUT" "No changes: 3 container(s) up to date"
+  after=$(host_state)
+  assert_eq "$before" "$after" "host files after a no-op apply"
+  assert_eq "$last_apply" "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" 'SELECT MAX(id) FROM applies')" \
+    "no apply was journaled"
+}
+
+testcase_drift_is_repaired() {
+  rm "$ROOT/etc/systemd/nspawn/it-bw-a.nspawn"
+  echo "Address=10.0.0.1/8" >> "$ROOT/var/lib/machines/it-bw-b/etc/systemd/network/50-host0.network"
+  fhc plan
+  assert_contains "$OUT" "/etc/systemd/nspawn/it-bw-a.nspawn is missing"
+  assert_contains "$OUT" "container /etc/systemd/network/50-host0.network differs"
+  fhc apply
+  assert_eq 0 "$RC"
+  assert_contains "$OUT" "2 updated"
+  fhc plan
+  assert_contains "$OUT" "Plan: 0 to create, 0 to update, 0 to replace, 0 to destroy, 3 unchanged."
+}
+
+testcase_destroy_leaves_nothing() {
+  local before
+  before=$(host_state)
+  # A fourth container, created and destroyed again.
+  python3 - "$CONFIG" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["containers"].append({"name": "it-extra", "distro": "debian", "release": "bookworm",
+                        "arch": "amd64", "packages": ["cmake"]})
+json.dump(c, open(sys.argv[1] + ".extra", "w"))
+PY
+  fh --root "$ROOT" --config "$CONFIG.extra" apply
+  assert_eq 0 "$RC"
+  test -d "$ROOT/var/lib/machines/it-extra"
+  fh --root "$ROOT" --config "$CONFIG.extra" destroy it-extra
+  assert_eq 0 "$RC"
+  rm "$CONFIG.extra"
+  assert_eq "$before" "$(host_state)" "host after create + destroy"
+  assert_eq "" "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT name FROM containers WHERE name='it-extra' UNION SELECT name FROM subnets WHERE name='it-extra'")"
+  fhc destroy no-such-container
+  assert_eq 1 "$RC"
+  assert_contains "$OUT" 'no container named "no-such-container" is managed by farmhand'
+}
+
+testcase_removed_from_config_is_destroyed() {
+  python3 - "$CONFIG" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["containers"] = [x for x in c["containers"] if x["name"] != "it-trixie"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  fhc plan
+  assert_contains "$OUT" "destroy   it-trixie"
+  fhc apply
+  assert_eq 0 "$RC"
+  assert_missing "$ROOT/var/lib/machines/it-trixie"
+  assert_missing "$ROOT/etc/systemd/nspawn/it-trixie.nspawn"
+  assert_missing "$ROOT/etc/systemd/system/systemd-nspawn@it-trixie.service.d"
+}
+
+run_testcases
