@@ -30,15 +30,50 @@ WORK=
 _cleanups=()
 _current_pid=
 
+# The pids of PID's descendants, children first.
+_descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    _descendants "$child"
+  done
+}
+
+# Processes whose root or working directory is below DIR: tools farmhand ran
+# in a tree there (dpkg in a debootstrap chroot) that outlived their parent.
+_processes_in() {
+  local p link
+  for p in /proc/[0-9]*; do
+    for link in "$p/root" "$p/cwd"; do
+      case $(readlink "$link" 2>/dev/null) in
+        "$1"/*) echo "${p#/proc/}"; break ;;
+      esac
+    done
+  done
+}
+
+# Stops the command run_timed is running, and every process it started.
+# farmhand puts each tool in a process group of its own and kills only its
+# direct children when it dies, so the tree is collected first and each
+# process is stopped by pid.
+_stop_current() {
+  [ -n "$_current_pid" ] && kill -0 "$_current_pid" 2>/dev/null || return 0
+  local tree pid
+  tree=$(_descendants "$_current_pid")
+  kill -TERM "$_current_pid" 2>/dev/null || true  # timeout passes it on to farmhand
+  for pid in $tree; do kill -TERM "$pid" 2>/dev/null || true; done
+  timeout 20 tail --pid="$_current_pid" -f /dev/null 2>/dev/null || true
+  for pid in $tree; do timeout 5 tail --pid="$pid" -f /dev/null 2>/dev/null || true; done
+  local stray=""
+  [ -z "$WORK" ] || stray=$(_processes_in "$WORK")
+  for pid in "$_current_pid" $tree $stray; do kill -KILL "$pid" 2>/dev/null || true; done
+  _current_pid=
+}
+
 _cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [ -n "$_current_pid" ] && kill -0 "$_current_pid" 2>/dev/null; then
-    # `timeout` forwards the signal to the command's process group.
-    kill -TERM "$_current_pid" 2>/dev/null || true
-    timeout 30 tail --pid="$_current_pid" -f /dev/null 2>/dev/null || true
-    kill -KILL "$_current_pid" 2>/dev/null || true
-  fi
+  _stop_current
   local i
   for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
   exit "$rc"
@@ -112,7 +147,9 @@ run_timed() {  # OUTFILE LIMIT CMD...
   shift 2
   local t0 t1 rc=0
   t0=$EPOCHREALTIME
-  timeout "$limit" "$@" >"$out" 2>&1 &
+  # exec, so that $! is timeout itself and not a subshell that carries
+  # this script's traps.
+  (trap - EXIT INT TERM; exec timeout "$limit" "$@" >"$out" 2>&1) &
   _current_pid=$!
   wait "$_current_pid" || rc=$?
   t1=$EPOCHREALTIME
