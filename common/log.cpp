@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -58,7 +59,12 @@ Level max_level() {
 
 void add_secret(std::string secret) {
   std::lock_guard lock(state().mu);
-  state().secrets.push_back(std::move(secret));
+  auto& secrets = state().secrets;
+  // Kept longest first, so a secret that is a prefix of another cannot leave
+  // the rest of the longer one in a log line.
+  auto pos = std::find_if(secrets.begin(), secrets.end(),
+                          [&](const std::string& s) { return s.size() < secret.size(); });
+  secrets.insert(pos, std::move(secret));
 }
 
 std::string redact(std::string_view text) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -34,7 +35,11 @@ std::string shell_quote(std::string_view s) {
   return out + "'";
 }
 
-std::string redact_with(std::string text, const std::vector<std::string>& secrets) {
+std::string redact_with(std::string text, std::vector<std::string> secrets) {
+  // Longest first, so a secret that is a prefix of another cannot leave the
+  // rest of the longer one behind.
+  std::sort(secrets.begin(), secrets.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   for (const auto& secret : secrets) {
     if (secret.empty()) continue;
     for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3)) {
@@ -68,7 +73,9 @@ std::string Command::display() const {
 
 std::string ProcessResult::describe() const {
   if (timed_out) return "timed out";
-  if (signal != 0) return std::string("killed by signal ") + ::strsignal(signal);
+  if (signal != 0) {
+    return "killed by signal " + std::to_string(signal) + " (" + ::strsignal(signal) + ")";
+  }
   return "exited with status " + std::to_string(exit_code);
 }
 

@@ -39,7 +39,7 @@ struct ProcessResult {
   std::string err;
 
   bool success() const { return signal == 0 && !timed_out && exit_code == 0; }
-  // "exited with status 3", "killed by signal 9", "timed out after 5 s".
+  // "exited with status 3", "killed by signal 9 (Killed)", "timed out".
   std::string describe() const;
 };
 

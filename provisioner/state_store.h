@@ -41,7 +41,7 @@ struct JournalEntry {
 
 class StateStore {
  public:
-  // Opens (creating) DIR/state.db and migrates the schema.
+  // Opens (creating) the database file at `path` and migrates the schema.
   static Result<StateStore> open(const std::string& path);
 
   Result<std::vector<ContainerRecord>> containers();

@@ -13,6 +13,7 @@
 # Each further container is made REPS times (apply, then `farmhand destroy`);
 # the table shows min/median/max of the apply's wall time and of the clone
 # step's own time as apply reports it.
+# shellcheck source=tests/bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPS=${FARMHAND_BENCH_REPS:-3}
@@ -50,7 +51,8 @@ if ! grep -q ': building' "$WORK/cold.out"; then
   exit 1
 fi
 IMAGES=$COLD/var/cache/farmhand/images
-KEY=$(basename "$(ls "$IMAGES"/*.json | head -1)" .json)
+manifests=("$IMAGES"/*.json)
+KEY=$(basename "${manifests[0]}" .json)
 echo "cold apply: $COLD_WALL s wall (base build step ${COLD_BUILD:-n/a} s), base $KEY," \
   "$(du -sh --apparent-size "$IMAGES/$KEY" | cut -f1) apparent"
 echo "cold apply steps:"

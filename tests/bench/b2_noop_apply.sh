@@ -8,6 +8,7 @@
 # calls, and prints min/median/max wall time of each. Wall time is measured
 # around the process (fork, exec, config load, state.db, observing every
 # container); apply's own "(N s)" figure is printed beside it.
+# shellcheck source=tests/bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 COUNT=${FARMHAND_BENCH_CONTAINERS:-20}

@@ -15,6 +15,7 @@
 #   exit by a small LD_PRELOAD library (needs a C compiler; skipped without).
 #   farmhand starts its tools with an environment of its own, so the
 #   library is not loaded into them and their figures are not mixed in.
+# shellcheck source=tests/bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 COUNT=${FARMHAND_BENCH_CONTAINERS:-20}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for farmhand's benchmarks (bash, root, real tools).
 #
 # A benchmark PRINTS figures; it never fails because something was slow.
@@ -17,7 +18,6 @@ export LC_ALL=C  # '.' as the decimal point in every printf and awk
 
 FH=${1:?usage: $0 /path/to/farmhand}
 FH=$(readlink -f "$FH")
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Base trees persist across runs in their own cache; farmhand keys them by
 # distro, release, arch, package set and recipe, so a stale base is never
 # reused.

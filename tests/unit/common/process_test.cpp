@@ -52,7 +52,7 @@ TEST(PosixProcessRunner, ReportsDeathBySignal) {
   EXPECT_EQ(r.signal, SIGTERM);
   EXPECT_EQ(r.out, "before\n");
   EXPECT_FALSE(r.success());
-  EXPECT_EQ(r.describe(), "killed by signal Terminated");
+  EXPECT_EQ(r.describe(), "killed by signal 15 (Terminated)");
 }
 
 TEST(PosixProcessRunner, TimeoutKillsTheProcessQuickly) {
@@ -264,7 +264,7 @@ TEST(CommandError, FallsBackToStdoutAndRedacts) {
   r.signal = SIGKILL;
   r.out = "auth with SeCrEt failed\n";
   EXPECT_EQ(command_error(c, r).message(),
-            "/usr/bin/tool --token '***' killed by signal Killed:\nauth with *** failed");
+            "/usr/bin/tool --token '***' killed by signal 9 (Killed):\nauth with *** failed");
 }
 
 TEST(CommandError, NoOutputNoColon) {

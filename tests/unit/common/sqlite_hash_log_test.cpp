@@ -163,5 +163,13 @@ TEST(LogRedact, ReplacesEveryOccurrenceOfRegisteredSecrets) {
   EXPECT_EQ(log::redact("nothing secret"), "nothing secret");
 }
 
+TEST(LogRedact, APrefixSecretRegisteredFirstLeavesNothingOfTheLongerOne) {
+  const std::string longer = "pw" + random_id128_hex();
+  const std::string prefix = longer.substr(0, 10);
+  log::add_secret(prefix);
+  log::add_secret(longer);
+  EXPECT_EQ(log::redact("a=" + longer + " b=" + prefix), "a=*** b=***");
+}
+
 }  // namespace
 }  // namespace farmhand
