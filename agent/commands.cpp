@@ -56,35 +56,36 @@ std::optional<AgentConfig> load(const std::string& path) {
   return loaded.config;
 }
 
-// Everything a provisioning command needs, wired to the real host.
-struct Wiring {
+// Wires a Provisioner to the real host and runs `body` with it; a bad
+// configuration exits with kExitUsage, a failure to wire with kExitFailed.
+template <typename Body>
+int with_provisioner(const Invocation& inv, Body&& body) {
+  auto config = load(config_path(inv));
+  if (!config) return kExitUsage;
   PosixProcessRunner runner;
   std::unique_ptr<SystemdControl> systemd;
-  std::unique_ptr<Provisioner> provisioner;
-};
-
-std::unique_ptr<Wiring> wire(const Invocation& inv, bool* config_error) {
-  *config_error = false;
-  auto config = load(config_path(inv));
-  if (!config) {
-    *config_error = true;
-    return nullptr;
-  }
-  auto w = std::make_unique<Wiring>();
   if (inv.root == "/" && host_booted_with_systemd()) {
     auto sd = connect_systemd();
     if (!sd) {
       log::error(sd.error().message());
-      return nullptr;
+      return kExitFailed;
     }
-    w->systemd = std::move(*sd);
+    systemd = std::move(*sd);
   }
-  w->provisioner = std::make_unique<Provisioner>(std::move(*config), *recipes(), HostRoot(inv.root),
-                                                 w->runner, w->systemd.get(), host_hostname());
-  return w;
+  Provisioner provisioner(std::move(*config), *recipes(), HostRoot(inv.root), runner,
+                          systemd.get(), host_hostname());
+  return body(provisioner);
 }
 
-int exit_for_missing_wiring(bool config_error) { return config_error ? kExitUsage : kExitFailed; }
+// The plan, or std::nullopt after logging why there is none.
+std::optional<provisioner::Plan> plan_or_log(Provisioner& p) {
+  auto plan = p.plan();
+  if (!plan) {
+    log::error(plan.error().message());
+    return std::nullopt;
+  }
+  return std::move(*plan);
+}
 
 const char* symbol(Action a) {
   switch (a) {
@@ -164,105 +165,97 @@ int cmd_check_config(const Invocation& inv) {
 
 int cmd_plan(const Invocation& inv) {
   if (!expect_args(inv, 0, {})) return kExitUsage;
-  bool config_error = false;
-  auto w = wire(inv, &config_error);
-  if (!w) return exit_for_missing_wiring(config_error);
-  auto plan = w->provisioner->plan();
-  if (!plan) {
-    log::error(plan.error().message());
-    return kExitFailed;
-  }
-  print_plan(*plan);
-  for (const auto& c : plan->conflicts) log::error(c);
-  return plan->conflicts.empty() ? kExitOk : kExitFailed;
+  return with_provisioner(inv, [](Provisioner& p) {
+    auto plan = plan_or_log(p);
+    if (!plan) return kExitFailed;
+    print_plan(*plan);
+    for (const auto& c : plan->conflicts) log::error(c);
+    return plan->conflicts.empty() ? kExitOk : kExitFailed;
+  });
 }
 
 int cmd_apply(const Invocation& inv) {
   if (!expect_args(inv, 0, {})) return kExitUsage;
   const auto t0 = std::chrono::steady_clock::now();
-  bool config_error = false;
-  auto w = wire(inv, &config_error);
-  if (!w) return exit_for_missing_wiring(config_error);
-  auto plan = w->provisioner->plan();
-  if (!plan) {
-    log::error(plan.error().message());
-    return kExitFailed;
-  }
-  if (!plan->conflicts.empty()) {
-    for (const auto& c : plan->conflicts) log::error(c);
-    log::error("nothing was changed");
-    return kExitFailed;
-  }
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  if (!plan->has_work()) {
-    std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan->changes.size(),
-                seconds());
+  return with_provisioner(inv, [&](Provisioner& p) {
+    auto plan = plan_or_log(p);
+    if (!plan) return kExitFailed;
+    if (!plan->conflicts.empty()) {
+      for (const auto& c : plan->conflicts) log::error(c);
+      log::error("nothing was changed");
+      return kExitFailed;
+    }
+    if (!plan->has_work()) {
+      std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan->changes.size(),
+                  seconds());
+      return kExitOk;
+    }
+    ConsoleProgress progress(stdout);
+    Status applied = p.apply(*plan, progress);
+    std::printf(
+        "%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged (%.1f s).\n",
+        applied ? "Apply complete" : "Apply incomplete", plan->count(Action::kCreate),
+        plan->count(Action::kUpdate), plan->count(Action::kReplace), plan->count(Action::kDestroy),
+        plan->count(Action::kUnchanged), seconds());
+    if (!applied) {
+      log::error(applied.error().message());
+      return kExitFailed;
+    }
     return kExitOk;
-  }
-  ConsoleProgress progress(stdout);
-  Status applied = w->provisioner->apply(*plan, progress);
-  std::printf("%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged (%.1f s).\n",
-              applied ? "Apply complete" : "Apply incomplete", plan->count(Action::kCreate),
-              plan->count(Action::kUpdate), plan->count(Action::kReplace),
-              plan->count(Action::kDestroy), plan->count(Action::kUnchanged), seconds());
-  if (!applied) {
-    log::error(applied.error().message());
-    return kExitFailed;
-  }
-  return kExitOk;
+  });
 }
 
 int cmd_status(const Invocation& inv) {
   if (!expect_args(inv, 0, {"--json"})) return kExitUsage;
-  bool config_error = false;
-  auto w = wire(inv, &config_error);
-  if (!w) return exit_for_missing_wiring(config_error);
-  auto rows = w->provisioner->status();
-  if (!rows) {
-    log::error(rows.error().message());
-    return kExitFailed;
-  }
-  if (has_flag(inv, "--json")) {
-    nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& r : *rows) {
-      out.push_back({{"name", r.name},
-                     {"distro", r.distro},
-                     {"release", r.release},
-                     {"arch", r.arch},
-                     {"state", r.state},
-                     {"address", r.address},
-                     {"subnet", r.subnet},
-                     {"clone_method", r.clone_method},
-                     {"boot", r.boot}});
+  const bool json = has_flag(inv, "--json");
+  return with_provisioner(inv, [json](Provisioner& p) {
+    auto rows = p.status();
+    if (!rows) {
+      log::error(rows.error().message());
+      return kExitFailed;
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    if (json) {
+      nlohmann::ordered_json out = nlohmann::ordered_json::array();
+      for (const auto& r : *rows) {
+        out.push_back({{"name", r.name},
+                       {"distro", r.distro},
+                       {"release", r.release},
+                       {"arch", r.arch},
+                       {"state", r.state},
+                       {"address", r.address},
+                       {"subnet", r.subnet},
+                       {"clone_method", r.clone_method},
+                       {"boot", r.boot}});
+      }
+      std::printf("%s\n", out.dump(2).c_str());
+      return kExitOk;
+    }
+    std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", "NAME", "DISTRO", "RELEASE", "ARCH",
+                "STATE", "ADDRESS", "BOOT");
+    for (const auto& r : *rows) {
+      std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", r.name.c_str(), r.distro.c_str(),
+                  r.release.c_str(), r.arch.c_str(), r.state.c_str(),
+                  r.address.empty() ? "-" : r.address.c_str(), r.boot ? "yes" : "no");
+    }
     return kExitOk;
-  }
-  std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", "NAME", "DISTRO", "RELEASE", "ARCH",
-              "STATE", "ADDRESS", "BOOT");
-  for (const auto& r : *rows) {
-    std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", r.name.c_str(), r.distro.c_str(),
-                r.release.c_str(), r.arch.c_str(), r.state.c_str(),
-                r.address.empty() ? "-" : r.address.c_str(), r.boot ? "yes" : "no");
-  }
-  return kExitOk;
+  });
 }
 
 int cmd_destroy(const Invocation& inv) {
   if (!expect_args(inv, 1, {})) return kExitUsage;
-  bool config_error = false;
-  auto w = wire(inv, &config_error);
-  if (!w) return exit_for_missing_wiring(config_error);
-  ConsoleProgress progress(stdout);
-  const std::string& name = inv.args[0];
-  if (auto s = w->provisioner->destroy(name, progress); !s) {
-    log::error(s.error().message());
-    return kExitFailed;
-  }
-  std::printf("Destroyed \"%s\".\n", name.c_str());
-  return kExitOk;
+  const std::string name = inv.args[0];
+  return with_provisioner(inv, [&name](Provisioner& p) {
+    ConsoleProgress progress(stdout);
+    if (auto s = p.destroy(name, progress); !s) {
+      log::error(s.error().message());
+      return kExitFailed;
+    }
+    std::printf("Destroyed \"%s\".\n", name.c_str());
+    return kExitOk;
+  });
 }
 
 int cmd_run(const Invocation& inv) {
@@ -280,46 +273,45 @@ int cmd_run(const Invocation& inv) {
     std::fprintf(stderr, "farmhand run: expected NAME\n%s", usage("run"));
     return kExitUsage;
   }
-  bool config_error = false;
-  auto w = wire(inv, &config_error);
-  if (!w) return exit_for_missing_wiring(config_error);
-  auto layout = w->provisioner->prepare_to_run(own[0]);
-  if (!layout) {
-    log::error(layout.error().message());
+  return with_provisioner(inv, [&](Provisioner& p) {
+    auto layout = p.prepare_to_run(own[0]);
+    if (!layout) {
+      log::error(layout.error().message());
+      return kExitFailed;
+    }
+    auto nspawn = find_program("systemd-nspawn");
+    if (!nspawn) {
+      log::error(nspawn.error().message());
+      return kExitFailed;
+    }
+    const HostRoot root(inv.root);
+    std::vector<std::string> args = {*nspawn, "--register=no", "--keep-unit", "--quiet",
+                                     "--settings=no", "--machine=" + layout->spec.name,
+                                     "--directory=" + root.map(layout->machine_dir).string(),
+                                     "--network-veth"};
+    if (layout->spec.private_users) {
+      args.push_back("--private-users=pick");
+      args.push_back("--private-users-ownership=auto");
+    }
+    for (const auto& b : layout->spec.binds) {
+      const std::string target = b.target.empty() ? b.source : b.target;
+      args.push_back((b.read_only ? "--bind-ro=" : "--bind=") + root.map(b.source).string() + ":" +
+                     target);
+    }
+    if (command.empty()) {
+      args.push_back("--boot");
+    } else {
+      args.push_back("--");
+      args.insert(args.end(), command.begin(), command.end());
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // Hand the terminal to the container: this process becomes systemd-nspawn.
+    ::execv(argv[0], argv.data());
+    log::error("cannot run ", args[0], ": ", errno_text(errno));
     return kExitFailed;
-  }
-  auto nspawn = find_program("systemd-nspawn");
-  if (!nspawn) {
-    log::error(nspawn.error().message());
-    return kExitFailed;
-  }
-  const HostRoot root(inv.root);
-  std::vector<std::string> args = {*nspawn, "--register=no", "--keep-unit", "--quiet",
-                                   "--settings=no", "--machine=" + layout->spec.name,
-                                   "--directory=" + root.map(layout->machine_dir).string(),
-                                   "--network-veth"};
-  if (layout->spec.private_users) {
-    args.push_back("--private-users=pick");
-    args.push_back("--private-users-ownership=auto");
-  }
-  for (const auto& b : layout->spec.binds) {
-    const std::string target = b.target.empty() ? b.source : b.target;
-    args.push_back((b.read_only ? "--bind-ro=" : "--bind=") + root.map(b.source).string() + ":" +
-                   target);
-  }
-  if (command.empty()) {
-    args.push_back("--boot");
-  } else {
-    args.push_back("--");
-    args.insert(args.end(), command.begin(), command.end());
-  }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // Hand the terminal to the container: this process becomes systemd-nspawn.
-  ::execv(argv[0], argv.data());
-  log::error("cannot run ", args[0], ": ", errno_text(errno));
-  return kExitFailed;
+  });
 }
 
 const char* usage(const std::string& command) {

@@ -45,6 +45,21 @@ Error io_error(const std::string& what, const fs::path& path, int err) {
   return Error(what + " '" + path.string() + "': " + errno_text(err));
 }
 
+Result<std::string> read_all(int fd, const fs::path& shown) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", shown, errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 }  // namespace
 
 fs::path HostRoot::map(const fs::path& absolute) const {
@@ -112,18 +127,9 @@ Result<std::optional<std::string>> read_file_if_exists(const fs::path& path) {
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
     return io_error("cannot open", path, errno);
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot read", path, errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return std::optional<std::string>(std::move(out));
+  auto content = read_all(fd.get(), path);
+  if (!content) return content.error();
+  return std::optional<std::string>(std::move(*content));
 }
 
 Result<std::string> read_file(const fs::path& path) {
@@ -331,18 +337,9 @@ Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
     return io_error("cannot open", root / relative.relative_path(), errno);
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot read", root / relative.relative_path(), errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return std::optional<std::string>(std::move(out));
+  auto content = read_all(fd.get(), root / relative.relative_path());
+  if (!content) return content.error();
+  return std::optional<std::string>(std::move(*content));
 }
 
 }  // namespace farmhand

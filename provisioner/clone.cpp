@@ -57,15 +57,6 @@ bool is_btrfs_subvolume(const fs::path& path) {
 
 }  // namespace
 
-std::optional<CloneMethod> parse_clone_method(const std::string& text) {
-  if (text == "auto") return CloneMethod::kAuto;
-  if (text == "btrfs") return CloneMethod::kBtrfs;
-  if (text == "reflink") return CloneMethod::kReflink;
-  if (text == "overlay") return CloneMethod::kOverlay;
-  if (text == "copy") return CloneMethod::kCopy;
-  return std::nullopt;
-}
-
 bool is_btrfs(const fs::path& path) {
   struct statfs s {};
   return ::statfs(path.c_str(), &s) == 0 && s.f_type == kBtrfsMagic;

@@ -48,6 +48,4 @@ class Cloner {
   CommandRunner& commands_;
 };
 
-std::optional<CloneMethod> parse_clone_method(const std::string& text);
-
 }  // namespace farmhand::provisioner

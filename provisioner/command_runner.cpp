@@ -14,6 +14,16 @@ std::vector<std::string> CommandRunner::nspawn_args(const std::string& root,
   return args;
 }
 
+Status CommandRunner::run_checked(Command cmd, const LineSink& on_line,
+                                  std::chrono::seconds timeout) {
+  cmd.timeout = timeout;
+  cmd.on_line = on_line;
+  auto r = runner_.run(cmd);
+  if (!r) return r.error();
+  if (!r->success()) return command_error(cmd, *r);
+  return {};
+}
+
 Status CommandRunner::host(const std::vector<std::string>& argv,
                            const std::vector<std::string>& env, const LineSink& on_line,
                            std::chrono::seconds timeout) {
@@ -24,12 +34,7 @@ Status CommandRunner::host(const std::vector<std::string>& argv,
   cmd.path = *path;
   cmd.args.assign(argv.begin() + 1, argv.end());
   cmd.env = minimal_env(env);
-  cmd.timeout = timeout;
-  cmd.on_line = on_line;
-  auto r = runner_.run(cmd);
-  if (!r) return r.error();
-  if (!r->success()) return command_error(cmd, *r);
-  return {};
+  return run_checked(std::move(cmd), on_line, timeout);
 }
 
 Status CommandRunner::in_tree(const std::string& root, const std::vector<std::string>& argv,
@@ -43,25 +48,7 @@ Status CommandRunner::in_tree(const std::string& root, const std::vector<std::st
   cmd.args = nspawn_args(root, env, dns);
   cmd.args.insert(cmd.args.end(), argv.begin(), argv.end());
   cmd.env = minimal_env();
-  cmd.timeout = timeout;
-  cmd.on_line = on_line;
-  auto r = runner_.run(cmd);
-  if (!r) return r.error();
-  if (!r->success()) return command_error(cmd, *r);
-  return {};
-}
-
-Result<ProcessResult> CommandRunner::probe_in_tree(const std::string& root,
-                                                   const std::vector<std::string>& argv) {
-  auto nspawn = find_program("systemd-nspawn");
-  if (!nspawn) return nspawn.error();
-  Command cmd;
-  cmd.path = *nspawn;
-  cmd.args = nspawn_args(root, {}, Dns::kNone);
-  cmd.args.insert(cmd.args.end(), argv.begin(), argv.end());
-  cmd.env = minimal_env();
-  cmd.timeout = std::chrono::minutes(5);
-  return runner_.run(cmd);
+  return run_checked(std::move(cmd), on_line, timeout);
 }
 
 }  // namespace farmhand::provisioner

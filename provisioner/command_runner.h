@@ -33,15 +33,13 @@ class CommandRunner {
   Status in_tree(const std::string& root, const std::vector<std::string>& argv,
                  const std::vector<std::string>& env, Dns dns, const LineSink& on_line = {},
                  std::chrono::seconds timeout = std::chrono::hours(2));
-  // Like in_tree, but returns the result whatever the exit status.
-  Result<ProcessResult> probe_in_tree(const std::string& root,
-                                      const std::vector<std::string>& argv);
 
   // The nspawn argv prefix used for in_tree (for tests and logs).
   static std::vector<std::string> nspawn_args(const std::string& root,
                                               const std::vector<std::string>& env, Dns dns);
 
  private:
+  Status run_checked(Command cmd, const LineSink& on_line, std::chrono::seconds timeout);
   ProcessRunner& runner_;
 };
 

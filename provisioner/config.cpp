@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/fs.h"
+#include "common/json_pointer.h"
 
 namespace farmhand::provisioner {
 namespace {
@@ -92,17 +93,7 @@ class DomBuilder {
 };
 
 std::string child(const std::string& parent, std::string_view key) {
-  std::string out = parent == "/" ? "/" : parent + "/";
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  return json_pointer_child(parent, key);
 }
 std::string child(const std::string& parent, size_t index) { return child(parent, std::to_string(index)); }
 
@@ -145,14 +136,6 @@ std::optional<std::string> peek_string(const Json& obj, const char* key) {
   const Json* v = first_member(obj, key);
   if (v == nullptr || !v->is_string()) return std::nullopt;
   return v->get<std::string>();
-}
-
-std::optional<CloneMethod> parse_clone_method(std::string_view s) {
-  for (auto m : {CloneMethod::kAuto, CloneMethod::kBtrfs, CloneMethod::kReflink, CloneMethod::kOverlay,
-                 CloneMethod::kCopy}) {
-    if (to_string(m) == s) return m;
-  }
-  return std::nullopt;
 }
 
 // What the cross-container checks need to know about one container.
@@ -597,6 +580,14 @@ class Validator {
 };
 
 }  // namespace
+
+std::optional<CloneMethod> parse_clone_method(std::string_view text) {
+  for (auto m : {CloneMethod::kAuto, CloneMethod::kBtrfs, CloneMethod::kReflink, CloneMethod::kOverlay,
+                 CloneMethod::kCopy}) {
+    if (to_string(m) == text) return m;
+  }
+  return std::nullopt;
+}
 
 std::string_view to_string(CloneMethod method) {
   switch (method) {

@@ -17,6 +17,7 @@ namespace farmhand::provisioner {
 
 enum class CloneMethod { kAuto, kBtrfs, kReflink, kOverlay, kCopy };
 std::string_view to_string(CloneMethod method);
+std::optional<CloneMethod> parse_clone_method(std::string_view text);
 
 struct BindMount {
   std::string source;  // absolute host path

@@ -3,6 +3,8 @@
 // distro by name.
 #include "provisioner/recipe.h"
 
+#include "common/json_pointer.h"
+
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
@@ -85,27 +87,13 @@ Result<std::optional<std::string>> expand_argument(const std::string& arg, const
 
 // ---- JSON validation ------------------------------------------------------
 
-std::string escape_pointer_token(const std::string& token) {
-  std::string out;
-  for (char c : token) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 // Errors name the document and the JSON pointer: "fedora.json: /install/argv: ...".
 class Location {
  public:
   Location(const std::string& file, std::string pointer)
       : file_(file), pointer_(std::move(pointer)) {}
   Location operator/(const std::string& token) const {
-    return Location(file_, pointer_ + "/" + escape_pointer_token(token));
+    return Location(file_, pointer_ + "/" + escape_json_pointer_token(token));
   }
   Location operator/(size_t index) const {
     return Location(file_, pointer_ + "/" + std::to_string(index));
