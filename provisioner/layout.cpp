@@ -83,12 +83,14 @@ std::string render_overlay_mount(const ContainerLayout& layout) {
   UnitFile f(kManagedHeader);
   f.add("Unit", "Description", "farmhand overlay root of build container " + layout.spec.name);
   f.add("Unit", "Before", "systemd-nspawn@" + layout.spec.name + ".service");
+  f.add("Unit", "RequiresMountsFor", layout.base_dir + " " + layout.overlay_dir);
   f.add("Mount", "What", "overlay");
   f.add("Mount", "Where", layout.machine_dir);
   f.add("Mount", "Type", "overlay");
   f.add("Mount", "Options",
         "lowerdir=" + layout.base_dir + ",upperdir=" + layout.overlay_dir +
             "/upper,workdir=" + layout.overlay_dir + "/work");
+  f.add("Install", "WantedBy", "local-fs.target");
   return f.str();
 }
 
@@ -125,13 +127,16 @@ ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec
   l.host_files[l.nspawn_file] = render_nspawn(spec);
   l.host_files[l.dropin_dir + "/10-farmhand.conf"] = render_dropin(l);
   if (clone_method == CloneMethod::kOverlay) {
-    l.host_files[overlay_mount_unit(l)] = render_overlay_mount(l);
+    // The root is mounted at every boot whether or not the container starts
+    // then, as a plain directory would be there.
+    const std::string unit = overlay_mount_unit(l);
+    l.host_files[unit] = render_overlay_mount(l);
+    l.links[config.paths.systemd + "/local-fs.target.wants/" + unit.substr(unit.rfind('/') + 1)] =
+        unit;
   }
-  if (spec.boot) {
-    l.wants_link = config.paths.systemd + "/machines.target.wants/systemd-nspawn@" + spec.name +
-                   ".service";
-    l.wants_target = "/lib/systemd/system/systemd-nspawn@.service";
-  }
+  l.boot_link =
+      config.paths.systemd + "/machines.target.wants/systemd-nspawn@" + spec.name + ".service";
+  if (spec.boot) l.links[l.boot_link] = "/lib/systemd/system/systemd-nspawn@.service";
 
   l.container_files["etc/hostname"] = l.hostname + "\n";
   l.container_files["etc/hosts"] = render_hosts(l.hostname);

@@ -44,9 +44,11 @@ struct ContainerLayout {
   std::map<std::string, std::string> container_files;
   // Mode for a file that is not 0644 (both maps).
   std::map<std::string, unsigned> file_modes;
-  // The boot symlink (machines.target.wants/...) and its target; empty when boot is off.
-  std::string wants_link;
-  std::string wants_target;
+  // Symlinks farmhand keeps, logical path -> target: the boot link when boot
+  // is on, and for an overlay clone the link enabling its mount at every boot.
+  std::map<std::string, std::string> links;
+  // Logical path of the boot link (machines.target.wants/...), set either way.
+  std::string boot_link;
   std::string nspawn_file;   // logical path of NAME.nspawn
   std::string dropin_dir;    // logical path of systemd-nspawn@NAME.service.d
 };

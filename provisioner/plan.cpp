@@ -118,10 +118,13 @@ Change plan_one(const ContainerLayout& want, const ObservedContainer* have) {
   }
   diff_files(want.host_files, have->host_files, "", c.reasons);
   diff_files(want.container_files, have->container_files, "container /", c.reasons);
-  if (!want.wants_link.empty() && have->wants_link_target != want.wants_target) {
-    c.reasons.push_back("not enabled at boot");
+  for (const auto& [link, target] : want.links) {
+    auto it = have->links.find(link);
+    if (it != have->links.end() && it->second == target) continue;
+    c.reasons.push_back(link == want.boot_link ? "not enabled at boot"
+                                               : link + " does not point to " + target);
   }
-  if (want.wants_link.empty() && have->stray_wants_link) {
+  if (!want.spec.boot && have->stray_boot_link) {
     c.reasons.push_back("enabled at boot, but boot is off");
   }
   c.action = c.reasons.empty() ? Action::kUnchanged : Action::kUpdate;

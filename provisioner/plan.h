@@ -24,8 +24,9 @@ struct ObservedContainer {
   std::map<std::string, std::optional<std::string>> host_files;
   // Container-relative path -> content (nullopt: missing).
   std::map<std::string, std::optional<std::string>> container_files;
-  std::optional<std::string> wants_link_target;  // readlink of the boot symlink, if any
-  bool stray_wants_link = false;                 // a boot symlink exists although boot is off
+  // Logical path -> readlink (nullopt: missing). Only links the layout names.
+  std::map<std::string, std::optional<std::string>> links;
+  bool stray_boot_link = false;  // a boot symlink exists although boot is off
 };
 
 enum class Action { kCreate, kUpdate, kReplace, kDestroy, kUnchanged };

@@ -162,15 +162,12 @@ struct Provisioner::Impl {
       o.container_files[rel] = have;
     }
     std::error_code ec;
-    const fs::path link = host(config.paths.systemd + "/machines.target.wants/" +
-                               unit_of(want->spec.name));
-    if (fs::is_symlink(link, ec)) {
-      if (want->wants_link.empty()) {
-        o.stray_wants_link = true;
-      } else {
-        o.wants_link_target = fs::read_symlink(link, ec).string();
-      }
+    for (const auto& [link, target] : want->links) {
+      const fs::path p = host(link);
+      o.links[link] = fs::is_symlink(p, ec) ? std::optional(fs::read_symlink(p, ec).string())
+                                            : std::nullopt;
     }
+    o.stray_boot_link = !want->spec.boot && fs::is_symlink(host(want->boot_link), ec);
     return o;
   }
 
@@ -262,10 +259,10 @@ struct Provisioner::Impl {
       if (have && *have == content) continue;
       if (auto s = write_file_atomic(host(path), content, 0644); !s) return s;
     }
-    const fs::path link = host(config.paths.systemd + "/machines.target.wants/" +
-                               unit_of(l.spec.name));
+    for (const auto& [link, target] : l.links) {
+      if (auto s = ensure_symlink(host(link), target); !s) return s;
+    }
     if (l.spec.boot) {
-      if (auto s = ensure_symlink(link, l.wants_target); !s) return s;
       // machines.target pulls the containers in at boot; Debian enables it,
       // but an admin may have disabled it.
       if (auto s = ensure_symlink(host(config.paths.systemd + "/multi-user.target.wants/machines.target"),
@@ -273,7 +270,7 @@ struct Provisioner::Impl {
           !s) {
         return s;
       }
-    } else if (auto s = remove_tree(link); !s) {
+    } else if (auto s = remove_tree(host(l.boot_link)); !s) {
       return s;
     }
     return {};
@@ -367,11 +364,13 @@ struct Provisioner::Impl {
     }
     const std::string machine = config.paths.machines + "/" + n;
     if (auto s = step(rep, apply_id, n, "remove host files", [&]() -> Status {
+          const std::string mount_unit = escape_unit_path(machine) + ".mount";
           for (const std::string& p :
                {config.paths.systemd + "/machines.target.wants/" + unit_of(n),
+                config.paths.systemd + "/local-fs.target.wants/" + mount_unit,
                 config.paths.systemd + "/" + unit_of(n) + ".d",
                 config.paths.nspawn + "/" + n + ".nspawn",
-                config.paths.systemd + "/" + escape_unit_path(machine) + ".mount"}) {
+                config.paths.systemd + "/" + mount_unit}) {
             if (auto r = remove_tree(host(p)); !r) return r;
           }
           if (systemd != nullptr) return systemd->daemon_reload();

@@ -76,6 +76,7 @@ Result<StateStore> StateStore::open(const std::string& path) {
     return fail("state database '" + path + "' has schema version " + std::to_string(v) +
                 ", newer than this farmhand understands (" + std::to_string(kSchemaVersion) + ")");
   }
+  if (v == kSchemaVersion) return StateStore(std::move(*db));  // read-only commands write nothing
   if (auto s = db->transaction([&]() -> Status {
         if (auto e = db->exec(kSchema); !e) return e;
         return db->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));

@@ -5,7 +5,7 @@
 # and the host's tree (state.db included) is compared before and after.
 source "$(dirname "$0")/lib.sh"
 
-ROOT=$(make_root)
+make_root ROOT
 CATALOGUE=$TESTS_DIR/fixtures/bad-configs
 GOOD=$ROOT/good.json
 cat > "$GOOD" <<JSON

@@ -3,7 +3,7 @@
 # the next run, with nothing half-made left behind.
 source "$(dirname "$0")/lib.sh"
 
-ROOT=$(make_root)
+make_root ROOT
 CONFIG=$ROOT/agent.json
 # The same base as the provisioning test, so a warm cache is reused; copies,
 # because a copy takes long enough to be killed in the middle of.
@@ -22,7 +22,10 @@ apply_killed_when() {
   local pid=$!
   local deadline=$((SECONDS + 600))
   while kill -0 "$pid" 2>/dev/null && ! "$@" 2>/dev/null; do
-    [ $SECONDS -ge $deadline ] && fail "condition never held: $*" && return 1
+    if [ $SECONDS -ge $deadline ]; then
+      fail "condition never held: $*"
+      return 1
+    fi
     sleep 0.01
   done
   kill -KILL "$pid" 2>/dev/null || true

@@ -40,15 +40,17 @@ trap _cleanup EXIT
 # Records a background pid to be stopped at exit.
 track_pid() { _pids+=("$1"); }
 
-# A fresh host root under /var/tmp (not tmpfs: overlay upper dirs need a
-# real filesystem), sharing the base-tree cache.
+# Makes a fresh host root under /var/tmp (not tmpfs: overlay upper dirs need
+# a real filesystem), sharing the base-tree cache, and assigns its path to
+# the variable named VAR. Not `$(make_root)`: the cleanup it registers would
+# be lost with the command substitution's subshell.
 make_root() {
   local dir
   dir=$(mktemp -d /var/tmp/farmhand-it.XXXXXX)
   mkdir -p "$dir/var/cache" "$TEST_CACHE"
   ln -s "$TEST_CACHE" "$dir/var/cache/farmhand"
   on_exit "unmount_under '$dir'; rm -rf --one-file-system '$dir'"
-  echo "$dir"
+  printf -v "$1" '%s' "$dir"
 }
 
 # Unmounts everything mounted below DIR, deepest first.
@@ -110,7 +112,10 @@ wait_for() {
   shift
   local deadline=$((SECONDS + seconds))
   while ! "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && fail "timed out after ${seconds}s waiting for: $*" && return 1
+    if [ $SECONDS -ge $deadline ]; then
+      fail "timed out after ${seconds}s waiting for: $*"
+      return 1
+    fi
     sleep 0.1
   done
 }

@@ -4,7 +4,7 @@
 # private veth network; a second apply that does nothing; destroy.
 source "$(dirname "$0")/lib.sh"
 
-ROOT=$(make_root)
+make_root ROOT
 CONFIG=$ROOT/agent.json
 HOSTPART=$(hostname | cut -d. -f1 | tr 'A-Z' 'a-z' | tr -c 'a-z0-9-\n' '-')
 mkdir -p "$ROOT/srv/it-src" "$ROOT/srv/it-out"
@@ -154,6 +154,13 @@ testcase_second_apply_does_nothing() {
   assert_eq "$before" "$after" "host files after a no-op apply"
   assert_eq "$last_apply" "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" 'SELECT MAX(id) FROM applies')" \
     "no apply was journaled"
+  # Reading commands never write the state database.
+  local db
+  db=$(sha256sum "$ROOT"/var/lib/farmhand/state.db*)
+  fhc plan
+  fhc status
+  fhc apply
+  assert_eq "$db" "$(sha256sum "$ROOT"/var/lib/farmhand/state.db*)" "state.db after plan, status, no-op apply"
 }
 
 testcase_drift_is_repaired() {

@@ -107,9 +107,10 @@ TEST(MakeLayout, CopyCloneWithNetworkd) {
   EXPECT_EQ(l.clone_method, CloneMethod::kCopy);
   EXPECT_EQ(l.nspawn_file, "/etc/systemd/nspawn/bookworm-a.nspawn");
   EXPECT_EQ(l.dropin_dir, "/etc/systemd/system/systemd-nspawn@bookworm-a.service.d");
-  EXPECT_EQ(l.wants_link,
+  EXPECT_EQ(l.boot_link,
             "/etc/systemd/system/machines.target.wants/systemd-nspawn@bookworm-a.service");
-  EXPECT_EQ(l.wants_target, "/lib/systemd/system/systemd-nspawn@.service");
+  EXPECT_EQ(l.links, (std::map<std::string, std::string>{
+                         {l.boot_link, "/lib/systemd/system/systemd-nspawn@.service"}}));
 
   std::set<std::string> host_paths;
   for (const auto& [p, _] : l.host_files) host_paths.insert(p);
@@ -140,8 +141,10 @@ TEST(MakeLayout, OverlayCloneWithNetworkManagerAndNoBoot) {
                                         CloneMethod::kOverlay, "build-host");
   EXPECT_EQ(l.base.packages, (std::vector<std::string>{"ccache", "zlib1g-dev"}));
   EXPECT_EQ(l.base.key(), "debian-bookworm-amd64-b7aa6cdf9ea5");
-  EXPECT_EQ(l.wants_link, "");
-  EXPECT_EQ(l.wants_target, "");
+  // No boot link, but the overlay root is mounted at every boot all the same.
+  EXPECT_EQ(l.links, (std::map<std::string, std::string>{
+                         {"/etc/systemd/system/local-fs.target.wants/var-lib-machines-bookworm\\x2da.mount",
+                          "/etc/systemd/system/var-lib-machines-bookworm\\x2da.mount"}}));
   EXPECT_EQ(overlay_mount_unit(l), "/etc/systemd/system/var-lib-machines-bookworm\\x2da.mount");
 
   std::set<std::string> host_paths;
@@ -174,7 +177,10 @@ TEST(MakeLayout, FollowsConfiguredPaths) {
   EXPECT_EQ(l.nspawn_file, "/srv/nspawn/bookworm-a.nspawn");
   EXPECT_EQ(l.dropin_dir, "/srv/systemd/systemd-nspawn@bookworm-a.service.d");
   EXPECT_EQ(overlay_mount_unit(l), "/srv/systemd/srv-machines-bookworm\\x2da.mount");
-  EXPECT_EQ(l.wants_link, "/srv/systemd/machines.target.wants/systemd-nspawn@bookworm-a.service");
+  EXPECT_EQ(l.boot_link, "/srv/systemd/machines.target.wants/systemd-nspawn@bookworm-a.service");
+  // The overlay root is mounted at every boot, whether or not the container starts.
+  EXPECT_EQ(l.links.at("/srv/systemd/local-fs.target.wants/srv-machines-bookworm\\x2da.mount"),
+            "/srv/systemd/srv-machines-bookworm\\x2da.mount");
 }
 
 TEST(ContainerHostname, Cases) {

@@ -53,7 +53,7 @@ ObservedContainer applied(const ContainerLayout& l) {
   o.overlay_mounted = l.clone_method == CloneMethod::kOverlay;
   for (const auto& [p, c] : l.host_files) o.host_files[p] = c;
   for (const auto& [p, c] : l.container_files) o.container_files[p] = c;
-  if (!l.wants_link.empty()) o.wants_link_target = l.wants_target;
+  for (const auto& [link, target] : l.links) o.links[link] = target;
   return o;
 }
 
@@ -143,12 +143,25 @@ TEST(ComputePlan, UpdatesWhenAContainerFileIsMissing) {
 TEST(ComputePlan, UpdatesWhenTheBootLinkIsMissingOrWrong) {
   const auto l = layout(spec("a"));
   ObservedContainer o = applied(l);
-  o.wants_link_target.reset();
+  o.links[l.boot_link].reset();
   EXPECT_EQ(only_change(compute_plan({l}, {{"a", o}})).reasons, Reasons{"not enabled at boot"});
-  o.wants_link_target = "/dev/null";
+  o.links[l.boot_link] = "/dev/null";
   const Change c = only_change(compute_plan({l}, {{"a", o}}));
   EXPECT_EQ(c.action, Action::kUpdate);
   EXPECT_EQ(c.reasons, Reasons{"not enabled at boot"});
+}
+
+TEST(ComputePlan, UpdatesWhenTheOverlayMountIsNotEnabled) {
+  ContainerSpec s = spec("a");
+  s.boot = false;
+  const auto l = layout(s, CloneMethod::kOverlay);
+  ObservedContainer o = applied(l);
+  ASSERT_EQ(l.links.size(), 1u);
+  const auto& [link, target] = *l.links.begin();
+  o.links[link].reset();
+  const Change c = only_change(compute_plan({l}, {{"a", o}}));
+  EXPECT_EQ(c.action, Action::kUpdate);
+  EXPECT_EQ(c.reasons, Reasons{link + " does not point to " + target});
 }
 
 TEST(ComputePlan, UpdatesWhenABootLinkIsStray) {
@@ -156,7 +169,7 @@ TEST(ComputePlan, UpdatesWhenABootLinkIsStray) {
   s.boot = false;
   const auto l = layout(s);
   ObservedContainer o = applied(l);
-  o.stray_wants_link = true;
+  o.stray_boot_link = true;
   const Change c = only_change(compute_plan({l}, {{"a", o}}));
   EXPECT_EQ(c.action, Action::kUpdate);
   EXPECT_EQ(c.reasons, Reasons{"enabled at boot, but boot is off"});
@@ -179,7 +192,7 @@ TEST(ComputePlan, UpdateReasonsComeInAFixedOrder) {
   const auto l = layout(s, CloneMethod::kOverlay);
   ObservedContainer o = applied(old_layout);
   o.overlay_mounted = false;
-  o.stray_wants_link = true;
+  o.stray_boot_link = true;
   o.container_files["etc/resolv.conf"] = "nameserver 8.8.8.8\n";
   const Change c = only_change(compute_plan({l}, {{"a", o}}));
   EXPECT_EQ(c.action, Action::kUpdate);

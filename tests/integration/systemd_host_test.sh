@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# On a host booted with systemd, apply enables and starts each container as
+# systemd-nspawn@NAME through D-Bus, and the containers come back by
+# themselves after a reboot. The host is a booted test host (testhost.sh)
+# with the farmhand binary and the base-tree cache bind-mounted in.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/testhost.sh"
+
+make_root WORK
+HOSTDIR=$WORK/fhost
+BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind="$TEST_CACHE":/var/cache/farmhand)
+testhost_init "$HOSTDIR"
+
+testcase_boot_a_test_host() {
+  testhost_image
+  testhost_boot "${BOOT_ARGS[@]}"
+  mkdir -p "$HOSTDIR/etc/farmhand"
+  cat > "$HOSTDIR/etc/farmhand/agent.json" <<JSON
+{"containers": [{"name": "sd-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
+                 "packages": ["cmake"]},
+                {"name": "sd-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+                 "packages": ["cmake"], "boot": false}]}
+JSON
+}
+
+testcase_apply_starts_containers_through_systemd() {
+  in_testhost /opt/farmhand/farmhand apply
+  assert_eq 0 "$RC" "apply in the test host: $OUT"
+  assert_contains "$OUT" "[sd-a] start systemd-nspawn@sd-a.service  done"
+  in_testhost systemctl is-enabled systemd-nspawn@sd-a
+  assert_eq enabled "$OUT"
+  wait_for 60 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
+  in_testhost systemctl is-active systemd-nspawn@sd-b
+  assert_eq inactive "$OUT" "sd-b has boot: false"
+  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a machinectl list | grep -q sd-a"
+  in_testhost /opt/farmhand/farmhand status
+  assert_contains "$OUT" "sd-a"
+  assert_contains "$(echo "$OUT" | grep sd-a)" "running"
+  assert_contains "$(echo "$OUT" | grep sd-b)" "stopped"
+  # Inside the running container: the build user and its own hostname.
+  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a systemd-run -M sd-a --wait -q -P id sai | grep -q 'uid=883(sai)'"
+}
+
+testcase_second_apply_is_a_no_op() {
+  in_testhost /opt/farmhand/farmhand apply
+  assert_eq 0 "$RC"
+  assert_contains "$OUT" "No changes: 2 container(s) up to date"
+}
+
+testcase_containers_come_back_after_reboot() {
+  testhost_poweroff
+  testhost_boot "${BOOT_ARGS[@]}"
+  # No farmhand command: systemd brings sd-a back by itself (machines.target,
+  # and for an overlay root, its .mount unit).
+  in_testhost systemctl is-active 'var-lib-machines-sd\x2da.mount'
+  assert_eq active "$OUT" "the overlay root's mount unit"
+  wait_for 90 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
+  in_testhost systemctl is-active systemd-nspawn@sd-b
+  assert_eq inactive "$OUT"
+  in_testhost /opt/farmhand/farmhand plan
+  assert_contains "$OUT" "Plan: 0 to create, 0 to update, 0 to replace, 0 to destroy, 2 unchanged."
+}
+
+testcase_destroy_stops_and_removes() {
+  in_testhost /opt/farmhand/farmhand destroy sd-a
+  assert_eq 0 "$RC" "$OUT"
+  in_testhost systemctl is-active systemd-nspawn@sd-a
+  assert_eq inactive "$OUT"
+  assert_missing "$HOSTDIR/var/lib/machines/sd-a/etc"
+  assert_missing "$HOSTDIR/etc/systemd/nspawn/sd-a.nspawn"
+  assert_missing "$HOSTDIR/etc/systemd/system/machines.target.wants/systemd-nspawn@sd-a.service"
+}
+
+run_testcases

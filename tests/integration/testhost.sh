@@ -1,0 +1,81 @@
+# A booted test host: a Debian bookworm tree with real systemd, booted with
+# systemd-nspawn, standing in for a build host with systemd as PID 1.
+# Sourced by tests after lib.sh.
+#
+# The image is cached in $TEST_CACHE/testhost-KEY, where KEY covers this
+# file, so any change to how it is built rebuilds it rather than reusing it.
+
+TESTHOST_PACKAGES=(systemd-container libsqlite3-0 iproute2)
+TESTHOST_KEY=$(cat "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
+TESTHOST_IMAGE=$TEST_CACHE/testhost-$TESTHOST_KEY
+
+# Builds the image once, into a partial directory renamed when complete.
+testhost_image() {
+  [ -d "$TESTHOST_IMAGE" ] && return 0
+  local partial=$TESTHOST_IMAGE.partial
+  rm -rf --one-file-system "$partial"
+  mkdir -p "$TEST_CACHE"
+  echo "    building test host image $TESTHOST_IMAGE"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2 bookworm \
+    "$partial" >"$partial.log" 2>&1 || { tail -20 "$partial.log"; return 1; }
+  systemd-nspawn --register=no --keep-unit -q --resolv-conf=replace-host -D "$partial" \
+    --setenv=DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${TESTHOST_PACKAGES[@]}" >>"$partial.log" 2>&1 ||
+    { tail -20 "$partial.log"; return 1; }
+  rm -f "$partial/etc/resolv.conf" "$partial.log"
+  echo fhost > "$partial/etc/hostname"
+  mv "$partial" "$TESTHOST_IMAGE"
+}
+
+# The test host lives in TESTHOST_DIR, which the test sets at its top level.
+# Its pid is kept in a file, because each testcase runs in a subshell and a
+# reboot in one testcase must be seen by the next.
+TESTHOST_DIR=
+TESTHOST_PIDFILE=
+
+testhost_init() {
+  TESTHOST_DIR=$1
+  TESTHOST_PIDFILE=$1.pid
+  on_exit testhost_poweroff
+}
+
+# Boots the test host (a copy of the image, made on first boot) with the
+# given extra nspawn arguments, and waits until its systemd reports the
+# system running.
+testhost_boot() {
+  local dir=$TESTHOST_DIR
+  [ -d "$dir" ] || cp -a "$TESTHOST_IMAGE" "$dir"
+  # A name of its own per run, so a leftover from an earlier run can never
+  # hold its ve- interface.
+  systemd-nspawn --register=no --keep-unit -q -b -M "fh$$" --capability=all --network-veth \
+    -D "$dir" "$@" >>"$dir.console" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$TESTHOST_PIDFILE"
+  wait_for 60 bash -c "pgrep -P $pid || ! kill -0 $pid"
+  kill -0 "$pid" 2>/dev/null || fail "the test host did not boot: $(tail -5 "$dir.console")"
+  wait_for 120 bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
+}
+
+# The pid of the test host's systemd: the child of its systemd-nspawn.
+testhost_leader() { pgrep -P "$(cat "$TESTHOST_PIDFILE")" | head -1; }
+
+# Runs a command inside the test host; output in $OUT, status in $RC.
+in_testhost() {
+  RC=0
+  OUT=$(nsenter -t "$(testhost_leader)" -a "$@" 2>&1) || RC=$?
+}
+
+# Powers the test host off (SIGTERM to nspawn is a clean shutdown). If it
+# does not go down, its systemd is killed too: killing nspawn alone would
+# leave the host's init and its network namespace behind.
+testhost_poweroff() {
+  local pid leader
+  pid=$(cat "$TESTHOST_PIDFILE" 2>/dev/null) || return 0
+  leader=$(pgrep -P "$pid" | head -1)
+  kill -TERM "$pid" 2>/dev/null || return 0
+  if ! timeout 120 tail --pid="$pid" -f /dev/null; then
+    [ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  return 0
+}
