@@ -15,13 +15,13 @@
 
 #include "common/fs.h"
 #include "common/json_pointer.h"
+#include "common/strict_json.h"
 
 namespace farmhand::provisioner {
 namespace {
 
 // Object members keep their document order (messages follow it), and a
-// repeated key is kept as a second member so the validator can refuse it at
-// its place instead of nlohmann silently keeping the last value.
+// repeated key is a second member the validator refuses at its place.
 using Json = nlohmann::ordered_json;
 
 // The container is .9 of its subnet and must not be the broadcast address, so
@@ -32,65 +32,6 @@ constexpr int max_subnet_prefix() {
   return prefix;
 }
 constexpr int kMaxSubnetPrefix = max_subnet_prefix();
-
-// A SAX handler building an ordered_json DOM that keeps duplicate keys.
-class DomBuilder {
- public:
-  Json root;
-  std::string error;
-
-  bool null() { return put(Json(nullptr)) != nullptr; }
-  bool boolean(bool v) { return put(Json(v)) != nullptr; }
-  bool number_integer(Json::number_integer_t v) { return put(Json(v)) != nullptr; }
-  bool number_unsigned(Json::number_unsigned_t v) { return put(Json(v)) != nullptr; }
-  bool number_float(Json::number_float_t v, const std::string&) { return put(Json(v)) != nullptr; }
-  bool string(std::string& v) { return put(Json(std::move(v))) != nullptr; }
-  bool binary(Json::binary_t& v) { return put(Json::binary(std::move(v))) != nullptr; }
-  bool start_object(std::size_t) {
-    open_.push_back(put(Json::object()));
-    return true;
-  }
-  bool key(std::string& k) {
-    key_ = std::move(k);
-    return true;
-  }
-  bool end_object() {
-    open_.pop_back();
-    return true;
-  }
-  bool start_array(std::size_t) {
-    open_.push_back(put(Json::array()));
-    return true;
-  }
-  bool end_array() {
-    open_.pop_back();
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
-    error = ex.what();
-    return false;
-  }
-
- private:
-  // Only the innermost open container grows, so pointers to the open ones stay valid.
-  Json* put(Json value) {
-    if (open_.empty()) {
-      root = std::move(value);
-      return &root;
-    }
-    Json& parent = *open_.back();
-    if (parent.is_array()) {
-      parent.push_back(std::move(value));
-      return &parent.back();
-    }
-    auto& members = parent.get_ref<Json::object_t&>();
-    members.Json::object_t::Container::emplace_back(std::move(key_), std::move(value));
-    return &members.back().second;
-  }
-
-  std::vector<Json*> open_;
-  std::string key_;
-};
 
 std::string child(const std::string& parent, std::string_view key) {
   return json_pointer_child(parent, key);
@@ -601,24 +542,13 @@ std::string_view to_string(CloneMethod method) {
 }
 
 ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes) {
-  DomBuilder dom;
-  bool parsed = false;
-  try {
-    parsed = Json::sax_parse(json_text, &dom);
-  } catch (const Json::exception& ex) {
-    dom.error = ex.what();
-  }
-  if (!parsed) {
-    std::string reason = dom.error;
-    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
-    if (reason.starts_with("[json.exception.")) {
-      if (size_t end = reason.find("] "); end != std::string::npos) reason.erase(0, end + 2);
-    }
+  auto doc = parse_json_keeping_duplicates(json_text);
+  if (!doc) {
     ConfigLoad out;
-    out.errors.push_back("/: invalid JSON: " + reason);
+    out.errors.push_back("/: invalid JSON: " + doc.error().message());
     return out;
   }
-  return Validator(recipes).run(dom.root);
+  return Validator(recipes).run(*doc);
 }
 
 ConfigLoad load_config_file(const std::string& path, const RecipeBook& recipes) {

@@ -4,6 +4,7 @@
 #include "provisioner/recipe.h"
 
 #include "common/json_pointer.h"
+#include "common/strict_json.h"
 
 #include <algorithm>
 #include <array>
@@ -392,12 +393,7 @@ Result<ReleaseMap> load_document(const std::string& file, const std::string& tex
   try {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
-    std::string reason = e.what();
-    if (const size_t end = reason.find("] ");
-        reason.rfind("[json.exception", 0) == 0 && end != std::string::npos) {
-      reason.erase(0, end + 2);
-    }
-    return fail(file + ": invalid JSON: " + reason);
+    return fail(file + ": invalid JSON: " + json_error_reason(e.what()));
   }
   const Location top_at(file, "");
   if (!doc.is_object()) return top_at.error("expected an object at the top level");
