@@ -77,16 +77,6 @@ int with_provisioner(const Invocation& inv, Body&& body) {
   return body(provisioner);
 }
 
-// The plan, or std::nullopt after logging why there is none.
-std::optional<provisioner::Plan> plan_or_log(Provisioner& p) {
-  auto plan = p.plan();
-  if (!plan) {
-    log::error(plan.error().message());
-    return std::nullopt;
-  }
-  return std::move(*plan);
-}
-
 const char* symbol(Action a) {
   switch (a) {
     case Action::kCreate: return "+";
@@ -166,8 +156,11 @@ int cmd_check_config(const Invocation& inv) {
 int cmd_plan(const Invocation& inv) {
   if (!expect_args(inv, 0, {})) return kExitUsage;
   return with_provisioner(inv, [](Provisioner& p) {
-    auto plan = plan_or_log(p);
-    if (!plan) return kExitFailed;
+    auto plan = p.plan();
+    if (!plan) {
+      log::error(plan.error().message());
+      return kExitFailed;
+    }
     print_plan(*plan);
     for (const auto& c : plan->conflicts) log::error(c);
     return plan->conflicts.empty() ? kExitOk : kExitFailed;
@@ -181,27 +174,26 @@ int cmd_apply(const Invocation& inv) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   return with_provisioner(inv, [&](Provisioner& p) {
-    auto plan = plan_or_log(p);
-    if (!plan) return kExitFailed;
-    if (!plan->conflicts.empty()) {
-      for (const auto& c : plan->conflicts) log::error(c);
+    ConsoleProgress progress(stdout);
+    auto outcome = p.apply(progress);
+    if (!outcome) {
+      log::error(outcome.error().message());
       log::error("nothing was changed");
       return kExitFailed;
     }
-    if (!plan->has_work()) {
-      std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan->changes.size(),
+    const provisioner::Plan& plan = outcome->plan;
+    if (!plan.has_work()) {
+      std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan.changes.size(),
                   seconds());
       return kExitOk;
     }
-    ConsoleProgress progress(stdout);
-    Status applied = p.apply(*plan, progress);
     std::printf(
         "%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged (%.1f s).\n",
-        applied ? "Apply complete" : "Apply incomplete", plan->count(Action::kCreate),
-        plan->count(Action::kUpdate), plan->count(Action::kReplace), plan->count(Action::kDestroy),
-        plan->count(Action::kUnchanged), seconds());
-    if (!applied) {
-      log::error(applied.error().message());
+        outcome->result ? "Apply complete" : "Apply incomplete", plan.count(Action::kCreate),
+        plan.count(Action::kUpdate), plan.count(Action::kReplace), plan.count(Action::kDestroy),
+        plan.count(Action::kUnchanged), seconds());
+    if (!outcome->result) {
+      log::error(outcome->result.error().message());
       return kExitFailed;
     }
     return kExitOk;

@@ -400,12 +400,31 @@ Provisioner::~Provisioner() = default;
 
 Result<Plan> Provisioner::plan() { return impl_->make_plan(); }
 
-Status Provisioner::apply(const Plan& plan, ApplyReporter& reporter) {
-  if (!plan.conflicts.empty()) return fail(plan.conflicts.front());
-  if (!plan.has_work()) return {};
-  if (auto s = impl_->open_state(); !s) return s;
-  auto lock = FileLock::acquire(impl_->host(impl_->config.paths.state + "/apply.lock"));
-  if (!lock) return lock.error();
+Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
+  // Plan under the lock: a concurrent apply must never act on a stale plan.
+  std::optional<FileLock> lock;
+  const fs::path state_dir = impl_->host(impl_->config.paths.state);
+  if (path_exists(state_dir)) {
+    auto l = FileLock::acquire(state_dir / "apply.lock");
+    if (!l) return l.error();
+    lock.emplace(std::move(*l));
+  }
+  auto planned = impl_->make_plan();
+  if (!planned) return planned.error();
+  ApplyOutcome outcome{std::move(*planned), {}};
+  const Plan& plan = outcome.plan;
+  if (!plan.conflicts.empty()) {
+    std::string all;
+    for (const auto& c : plan.conflicts) all += (all.empty() ? "" : "\n") + c;
+    return fail(all);
+  }
+  if (!plan.has_work()) return outcome;
+  if (auto s = impl_->open_state(); !s) return s.error();
+  if (!lock) {
+    auto l = FileLock::acquire(state_dir / "apply.lock");
+    if (!l) return l.error();
+    lock.emplace(std::move(*l));
+  }
   auto apply_id = impl_->state->begin_apply();
   if (!apply_id) return apply_id.error();
 
@@ -425,7 +444,7 @@ Status Provisioner::apply(const Plan& plan, ApplyReporter& reporter) {
   for (const auto& c : plan.changes) {
     if (c.layout) subnets[c.name] = c.layout->subnet;
   }
-  if (auto s = impl_->state->set_subnets(subnets); !s) return s;
+  if (auto s = impl_->state->set_subnets(subnets); !s) return s.error();
   for (const auto& c : plan.changes) {
     if (!c.layout || std::find(failed.begin(), failed.end(), c.name) != failed.end()) continue;
     switch (c.action) {
@@ -441,10 +460,11 @@ Status Provisioner::apply(const Plan& plan, ApplyReporter& reporter) {
         break;
     }
   }
-  if (failed.empty()) return {};
+  if (failed.empty()) return outcome;
   std::string names;
   for (const auto& n : failed) names += (names.empty() ? "\"" : ", \"") + n + "\"";
-  return fail(std::to_string(failed.size()) + " container(s) failed: " + names);
+  outcome.result = fail(std::to_string(failed.size()) + " container(s) failed: " + names);
+  return outcome;
 }
 
 Status Provisioner::destroy(const std::string& name, ApplyReporter& reporter) {

@@ -45,6 +45,11 @@ struct ContainerStatus {
   bool boot = false;
 };
 
+struct ApplyOutcome {
+  Plan plan;      // what apply planned (under its lock) and executed
+  Status result;  // an error if any container failed; the others were applied
+};
+
 class Provisioner {
  public:
   // `systemd` may be null: then nothing is started or stopped through systemd
@@ -53,10 +58,12 @@ class Provisioner {
               SystemdControl* systemd, std::string host_hostname);
   ~Provisioner();
 
+  // What apply would do; reads only, never writes.
   Result<Plan> plan();
-  // Executes `plan`; returns an error if any container failed (the others
-  // are still applied).
-  Status apply(const Plan& plan, ApplyReporter& reporter);
+  // Plans and executes under the apply lock. An error means nothing was
+  // changed (the plan failed, or has conflicts); a container that fails is
+  // reported in the outcome while the others are still applied.
+  Result<ApplyOutcome> apply(ApplyReporter& reporter);
   // Destroys one managed container; unknown names are refused.
   Status destroy(const std::string& name, ApplyReporter& reporter);
   Result<std::vector<ContainerStatus>> status();
