@@ -10,7 +10,7 @@ CATALOGUE=$TESTS_DIR/fixtures/bad-configs
 GOOD=$ROOT/good.json
 cat > "$GOOD" <<JSON
 {"containers": [{"name": "bad-in", "distro": "debian", "release": "bookworm", "arch": "amd64",
-                 "packages": ["cmake"]}]}
+                 "packages": ["cmake", "openssh-server"]}]}
 JSON
 
 everything() { tree_listing "$ROOT" var/cache; sha256sum "$ROOT/var/lib/farmhand/state.db"; }

@@ -10,7 +10,7 @@ CONFIG=$ROOT/agent.json
 cat > "$CONFIG" <<JSON
 {"clone_method": "copy",
  "containers": [{"name": "crash-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
-                 "packages": ["cmake"]}]}
+                 "packages": ["cmake", "openssh-server"]}]}
 JSON
 PARTIAL=$ROOT/var/lib/machines/.crash-a.farmhand-partial
 

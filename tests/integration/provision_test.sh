@@ -14,9 +14,9 @@ cat > "$CONFIG" <<JSON
 {
   "containers": [
     {"name": "it-bw-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
-     "packages": ["cmake"]},
+     "packages": ["cmake", "openssh-server"]},
     {"name": "it-bw-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
-     "packages": ["cmake"], "boot": false,
+     "packages": ["cmake", "openssh-server"], "boot": false,
      "binds": [{"source": "/srv/it-src", "target": "/src", "read_only": true},
                {"source": "/srv/it-out"}]},
     {"name": "it-trixie", "distro": "debian", "release": "trixie", "arch": "amd64",
@@ -57,10 +57,17 @@ testcase_build_user_in_each_container() {
   # The bookworm containers have the build packages and the extra one.
   fhc run it-bw-b -- dpkg-query -W -f '${Status}\n' cmake build-essential libgit2-dev
   assert_eq 3 "$(echo "$OUT" | grep -c 'install ok installed')" "packages in it-bw-b"
-  # Each clone has its own machine-id.
-  local ids
+  # Each clone has its own machine-id, and its own SSH host keys where sshd
+  # is installed (the bookworm pair), none of them from the base tree.
+  local ids keys
   ids=$(cat "$ROOT"/var/lib/machines/it-*/etc/machine-id | sort -u | grep -c '^[0-9a-f]\{32\}$')
   assert_eq 3 "$ids" "distinct machine ids"
+  keys=$(sha256sum "$ROOT"/var/lib/machines/it-bw-[ab]/etc/ssh/ssh_host_ed25519_key | cut -d' ' -f1 | sort -u | wc -l)
+  assert_eq 2 "$keys" "distinct SSH host keys"
+  local base
+  base=$TEST_CACHE/images/$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT base_key FROM containers WHERE name='it-bw-a'")
+  test -x "$base/usr/sbin/sshd"
+  assert_eq "" "$(ls "$base"/etc/ssh/ssh_host_* 2>/dev/null || true)" "host keys in the base tree"
 }
 
 testcase_network_files() {
@@ -184,7 +191,7 @@ testcase_destroy_leaves_nothing() {
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["containers"].append({"name": "it-extra", "distro": "debian", "release": "bookworm",
-                        "arch": "amd64", "packages": ["cmake"]})
+                        "arch": "amd64", "packages": ["cmake", "openssh-server"]})
 json.dump(c, open(sys.argv[1] + ".extra", "w"))
 PY
   fh --root "$ROOT" --config "$CONFIG.extra" apply

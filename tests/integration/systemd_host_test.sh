@@ -17,9 +17,9 @@ testcase_boot_a_test_host() {
   mkdir -p "$HOSTDIR/etc/farmhand"
   cat > "$HOSTDIR/etc/farmhand/agent.json" <<JSON
 {"containers": [{"name": "sd-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
-                 "packages": ["cmake"]},
+                 "packages": ["cmake", "openssh-server"]},
                 {"name": "sd-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
-                 "packages": ["cmake"], "boot": false}]}
+                 "packages": ["cmake", "openssh-server"], "boot": false}]}
 JSON
 }
 

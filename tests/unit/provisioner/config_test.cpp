@@ -109,7 +109,7 @@ TEST(ConfigParse, FullConfig) {
               "nspawn": "/run/systemd/nspawn", "systemd": "/run/systemd/system"},
     "network": {"pool": "10.20.0.0/16", "subnet_prefix": 26},
     "clone_method": "overlay",
-    "mirrors": {"centos": "https://mirror.example.org/centos-stream/", "debian": "file:///srv/debian"},
+    "mirrors": {"centos": "https://mirrors.invalid/centos-stream/", "debian": "file:///srv/debian"},
     "containers": [
       {"name": "c9", "distro": "centos", "release": "stream9", "arch": "arm64",
        "packages": ["gcc-c++", "libstdc++-devel"], "build_packages": false,
@@ -129,7 +129,7 @@ TEST(ConfigParse, FullConfig) {
   EXPECT_EQ(c.subnet_prefix, 26);
   EXPECT_EQ(c.clone_method, CloneMethod::kOverlay);
   EXPECT_EQ(c.mirrors,
-            (std::map<std::string, std::string>{{"centos", "https://mirror.example.org/centos-stream/"},
+            (std::map<std::string, std::string>{{"centos", "https://mirrors.invalid/centos-stream/"},
                                                 {"debian", "file:///srv/debian"}}));
   ASSERT_EQ(c.containers.size(), 2u);
   ContainerSpec c9;
@@ -264,7 +264,7 @@ std::vector<BadConfig> bad_configs() {
        with_containers(R"({"name": "c9", "distro": "centos", "release": "stream9"})"),
        {"/containers/0/distro: centos needs a mirror: set /mirrors/centos"}},
       {"MirrorForUnknownDistro",
-       R"({"mirrors": {"slackware": "https://example.org/"}})",
+       R"({"mirrors": {"slackware": "https://mirrors.invalid/"}})",
        {"/mirrors/slackware: unknown distro \"slackware\" (known: centos, debian)"}},
       {"MirrorUrls",
        R"({"mirrors": {"debian": "ftp://ftp.debian.org/debian", "centos": "https://a b/", "debian": 1}})",
@@ -278,7 +278,7 @@ std::vector<BadConfig> bad_configs() {
        {"/mirrors/debian: \"http://\" is not a mirror URL: it has nothing after the scheme",
         "/mirrors/centos: expected a string, got an array"}},
       {"MirrorsNotAnObject",
-       R"({"mirrors": ["http://deb.debian.org/debian"]})",
+       R"({"mirrors": ["file:///srv/debian"]})",
        {"/mirrors: expected an object, got an array"}},
       {"SubnetWithHostBits",
        with_containers(debian(R"("network": {"subnet": "192.168.80.1/24"})")),
@@ -429,7 +429,7 @@ TEST(ConfigWarnings, MirrorForADistroThatUsesNone) {
       {{"debian.json", kDebianRecipe},
        {"gentoo.json", recipe_document("gentoo", R"({"amd64":"amd64"})", "unused", "^[a-z0-9][a-z0-9+.-]+$",
                                        R"({"current":{"build_packages":[]}})")}});
-  ConfigLoad load = parse_config(R"({"mirrors": {"gentoo": "https://distfiles.example.org/"}})", book);
+  ConfigLoad load = parse_config(R"({"mirrors": {"gentoo": "https://distfiles.invalid/"}})", book);
   ASSERT_TRUE(load.config) << errors_of(load);
   EXPECT_EQ(
       load.warnings,
