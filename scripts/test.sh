@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 echo "== build (warnings are errors)"
 scripts/setup.sh -DFARMHAND_WERROR=ON
 echo "== build with sanitizers"
-FARMHAND_BUILD_DIR=build-asan scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON
+FARMHAND_BUILD_DIR=build-asan scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON \
+  -DCMAKE_BUILD_TYPE=Debug
 
 echo "== unit tests under AddressSanitizer and UBSan"
 ctest --test-dir build-asan -L unit --output-on-failure -j2
