@@ -60,6 +60,41 @@ Result<std::string> read_all(int fd, const fs::path& shown) {
   return out;
 }
 
+// Writes `name` in the directory `dir_fd` atomically: a temporary file in the
+// same directory, written, chmod-ed (the umask must neither weaken nor widen
+// `mode`), fsync-ed and renamed over `name`, then the directory fsync-ed.
+// Renaming replaces a symlink at `name`; it never writes through one.
+Status write_atomic_at(int dir_fd, const std::string& name, std::string_view content, mode_t mode,
+                       const fs::path& shown) {
+  const std::string tmp = "." + name + ".tmp-" + random_suffix();
+  Fd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (fd.get() < 0) return io_error("cannot create", shown.parent_path() / tmp, errno);
+  auto cleanup_fail = [&](const std::string& what) {
+    int err = errno;
+    ::unlinkat(dir_fd, tmp.c_str(), 0);
+    return io_error(what, shown, err);
+  };
+  const char* p = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return cleanup_fail("cannot write");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
+  if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
+  if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
+  if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) {
+    return cleanup_fail("cannot rename into place");
+  }
+  if (::fsync(dir_fd) != 0) return io_error("cannot fsync", shown.parent_path(), errno);
+  return {};
+}
+
 }  // namespace
 
 fs::path HostRoot::map(const fs::path& absolute) const {
@@ -94,31 +129,9 @@ Status sync_dir(const fs::path& dir) {
 Status write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
   const fs::path dir = path.parent_path();
   if (auto st = make_dirs(dir); !st) return st;
-  const fs::path tmp = dir / ("." + path.filename().string() + ".tmp-" + random_suffix());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (fd.get() < 0) return io_error("cannot create", tmp, errno);
-  auto cleanup_fail = [&](const std::string& what) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return io_error(what, path, err);
-  };
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return cleanup_fail("cannot write");
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  // The umask must not weaken or widen what the caller asked for.
-  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
-  if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
-  if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return cleanup_fail("cannot rename into place");
-  return sync_dir(dir);
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) return io_error("cannot open directory", dir, errno);
+  return write_atomic_at(dir_fd.get(), path.filename().string(), content, mode, path);
 }
 
 Result<std::optional<std::string>> read_file_if_exists(const fs::path& path) {
@@ -293,35 +306,7 @@ Status write_file_in_root(const fs::path& root, const fs::path& relative, std::s
   Fd root_fd(*rfd);
   Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
   if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
-  const std::string name = rel.filename().string();
-  const std::string tmp = "." + name + ".tmp-" + random_suffix();
-  Fd fd(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                 mode));
-  if (fd.get() < 0) return io_error("cannot create", root / rel.parent_path() / tmp, errno);
-  auto cleanup_fail = [&](const std::string& what) {
-    int err = errno;
-    ::unlinkat(dir.get(), tmp.c_str(), 0);
-    return io_error(what, root / rel, err);
-  };
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return cleanup_fail("cannot write");
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
-  if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
-  if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
-  if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
-    return cleanup_fail("cannot rename into place");
-  }
-  if (::fsync(dir.get()) != 0) return io_error("cannot fsync", root / rel.parent_path(), errno);
-  return {};
+  return write_atomic_at(dir.get(), rel.filename().string(), content, mode, root / rel);
 }
 
 Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
