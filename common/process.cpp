@@ -272,10 +272,8 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   }
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
-  if (result.timed_out) {
-    // Children that escaped the kill above still hold nothing of ours.
-    ::kill(-pid, SIGKILL);
-  }
+  // No kill after reaping: the group id may already belong to someone else.
+  // Both timeout paths above killed the whole group before waitpid().
   return result;
 }
 
