@@ -3,7 +3,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <map>
 
 namespace farmhand {
 
@@ -12,6 +15,8 @@ namespace {
 constexpr const char* kDest = "org.freedesktop.systemd1";
 constexpr const char* kPath = "/org/freedesktop/systemd1";
 constexpr const char* kManager = "org.freedesktop.systemd1.Manager";
+// systemd-nspawn@ gives a container 90 s to shut down before killing it.
+constexpr std::chrono::seconds kJobTimeout{120};
 
 class BusSystemd final : public SystemdControl {
  public:
@@ -20,7 +25,7 @@ class BusSystemd final : public SystemdControl {
   BusSystemd(const BusSystemd&) = delete;
   BusSystemd& operator=(const BusSystemd&) = delete;
 
-  Status daemon_reload() override { return call("Reload", nullptr); }
+  Status daemon_reload() override { return call("Reload"); }
   Status start_unit(const std::string& unit) override { return job("StartUnit", unit); }
   Status stop_unit(const std::string& unit) override { return job("StopUnit", unit); }
   Status restart_unit(const std::string& unit) override { return job("RestartUnit", unit); }
@@ -56,19 +61,88 @@ class BusSystemd final : public SystemdControl {
   }
 
  private:
-  Status job(const char* method, const std::string& unit) {
-    return call(method, unit.c_str());
+  // Jobs removed since we subscribed, by object path -> result ("done", ...).
+  std::map<std::string, std::string> removed_;
+
+  static int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    uint32_t id = 0;
+    const char* path = nullptr;
+    const char* unit = nullptr;
+    const char* result = nullptr;
+    if (sd_bus_message_read(m, "uoss", &id, &path, &unit, &result) >= 0 && path && result) {
+      static_cast<BusSystemd*>(userdata)->removed_[path] = result;
+    }
+    return 0;
   }
 
-  Status call(const char* method, const char* unit) {
+  // Runs a unit job and waits until systemd has finished it: StartUnit and
+  // StopUnit return as soon as the job is queued, and a caller that removes a
+  // container's files must not do so while it is still stopping.
+  Status job(const char* method, const std::string& unit) {
+    sd_bus_slot* slot = nullptr;
+    int r = sd_bus_match_signal(bus_, &slot, kDest, kPath, kManager, "JobRemoved",
+                                &BusSystemd::on_job_removed, this);
+    if (r < 0) return fail(std::string("watching jobs: ") + errno_text(-r));
+    // systemd emits job signals only while someone is subscribed.
     sd_bus_error err = SD_BUS_ERROR_NULL;
-    int r = unit ? sd_bus_call_method(bus_, kDest, kPath, kManager, method, &err, nullptr, "ss",
-                                      unit, "replace")
-                 : sd_bus_call_method(bus_, kDest, kPath, kManager, method, &err, nullptr, "");
+    (void)sd_bus_call_method(bus_, kDest, kPath, kManager, "Subscribe", &err, nullptr, "");
+    sd_bus_error_free(&err);
+
+    sd_bus_message* reply = nullptr;
+    r = sd_bus_call_method(bus_, kDest, kPath, kManager, method, &err, &reply, "ss", unit.c_str(),
+                           "replace");
     if (r < 0) {
       std::string msg = err.message ? err.message : errno_text(-r);
       sd_bus_error_free(&err);
-      return fail(std::string(method) + (unit ? std::string(" ") + unit : "") + ": " + msg);
+      sd_bus_slot_unref(slot);
+      return fail(std::string(method) + " " + unit + ": " + msg);
+    }
+    const char* job_path = nullptr;
+    std::string path;
+    if (sd_bus_message_read(reply, "o", &job_path) >= 0 && job_path) path = job_path;
+    sd_bus_message_unref(reply);
+
+    const auto deadline = std::chrono::steady_clock::now() + kJobTimeout;
+    Status outcome = fail(std::string(method) + " " + unit + ": no job in the reply");
+    while (!path.empty()) {
+      if (auto it = removed_.find(path); it != removed_.end()) {
+        outcome = it->second == "done" ? Status{}
+                                       : fail(std::string(method) + " " + unit + ": the job " +
+                                              "ended with result \"" + it->second + "\"");
+        break;
+      }
+      r = sd_bus_process(bus_, nullptr);
+      if (r < 0) {
+        outcome = fail(std::string(method) + " " + unit + ": " + errno_text(-r));
+        break;
+      }
+      if (r > 0) continue;
+      auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        outcome = fail(std::string(method) + " " + unit + ": still not finished after " +
+                       std::to_string(kJobTimeout.count()) + " s");
+        break;
+      }
+      r = sd_bus_wait(bus_, static_cast<uint64_t>(left.count()));
+      if (r < 0 && r != -EINTR) {
+        outcome = fail(std::string(method) + " " + unit + ": " + errno_text(-r));
+        break;
+      }
+    }
+    removed_.clear();
+    sd_bus_slot_unref(slot);
+    return outcome;
+  }
+
+  // A Manager method without arguments (Reload), which returns when done.
+  Status call(const char* method) {
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    int r = sd_bus_call_method(bus_, kDest, kPath, kManager, method, &err, nullptr, "");
+    if (r < 0) {
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      return fail(std::string(method) + ": " + msg);
     }
     return {};
   }

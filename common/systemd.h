@@ -13,6 +13,7 @@ class SystemdControl {
  public:
   virtual ~SystemdControl() = default;
   virtual Status daemon_reload() = 0;
+  // Start, stop and restart return when systemd has finished the job.
   virtual Status start_unit(const std::string& unit) = 0;
   virtual Status stop_unit(const std::string& unit) = 0;
   virtual Status restart_unit(const std::string& unit) = 0;

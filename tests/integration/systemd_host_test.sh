@@ -24,7 +24,7 @@ JSON
 }
 
 testcase_apply_starts_containers_through_systemd() {
-  in_testhost /opt/farmhand/farmhand apply
+  farmhand_in_testhost apply
   assert_eq 0 "$RC" "apply in the test host: $OUT"
   assert_contains "$OUT" "[sd-a] start systemd-nspawn@sd-a.service  done"
   in_testhost systemctl is-enabled systemd-nspawn@sd-a
@@ -33,7 +33,7 @@ testcase_apply_starts_containers_through_systemd() {
   in_testhost systemctl is-active systemd-nspawn@sd-b
   assert_eq inactive "$OUT" "sd-b has boot: false"
   wait_for 60 bash -c "nsenter -t $(testhost_leader) -a machinectl list | grep -q sd-a"
-  in_testhost /opt/farmhand/farmhand status
+  farmhand_in_testhost status
   assert_contains "$OUT" "sd-a"
   assert_contains "$(echo "$OUT" | grep sd-a)" "running"
   assert_contains "$(echo "$OUT" | grep sd-b)" "stopped"
@@ -42,7 +42,7 @@ testcase_apply_starts_containers_through_systemd() {
 }
 
 testcase_second_apply_is_a_no_op() {
-  in_testhost /opt/farmhand/farmhand apply
+  farmhand_in_testhost apply
   assert_eq 0 "$RC"
   assert_contains "$OUT" "No changes: 2 container(s) up to date"
 }
@@ -57,12 +57,12 @@ testcase_containers_come_back_after_reboot() {
   wait_for 90 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
   in_testhost systemctl is-active systemd-nspawn@sd-b
   assert_eq inactive "$OUT"
-  in_testhost /opt/farmhand/farmhand plan
+  farmhand_in_testhost plan
   assert_contains "$OUT" "Plan: 0 to create, 0 to update, 0 to replace, 0 to destroy, 2 unchanged."
 }
 
 testcase_destroy_stops_and_removes() {
-  in_testhost /opt/farmhand/farmhand destroy sd-a
+  farmhand_in_testhost destroy sd-a
   assert_eq 0 "$RC" "$OUT"
   in_testhost systemctl is-active systemd-nspawn@sd-a
   assert_eq inactive "$OUT"

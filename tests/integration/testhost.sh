@@ -65,6 +65,13 @@ in_testhost() {
   OUT=$(nsenter -t "$(testhost_leader)" -a "$@" 2>&1) || RC=$?
 }
 
+# Runs farmhand inside the test host as a transient service, as
+# farmhand.service would: systemd-nspawn --keep-unit needs its caller in a
+# cgroup of the host's own hierarchy, which a bare nsenter is not.
+farmhand_in_testhost() {
+  in_testhost systemd-run --wait --pipe --quiet --collect /opt/farmhand/farmhand "$@"
+}
+
 # Powers the test host off (SIGTERM to nspawn is a clean shutdown). If it
 # does not go down, its systemd is killed too: killing nspawn alone would
 # leave the host's init and its network namespace behind.
