@@ -10,29 +10,13 @@
 #include <set>
 #include <string>
 
+#include "tests/unit/temp_dir.h"
 #include "common/fs.h"
 
 namespace farmhand {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "farmhand-root-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 std::set<std::string> names_in(const fs::path& dir) {
   std::set<std::string> out;

@@ -1,4 +1,5 @@
 // Atomic writes, tree removal, locks and root-confined paths on a temp dir.
+#include "tests/unit/temp_dir.h"
 #include "common/fs.h"
 
 #include <gtest/gtest.h>
@@ -19,24 +20,7 @@
 namespace farmhand {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "farmhand-fs-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 std::string slurp(const fs::path& p) {
   auto r = read_file(p);

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "tests/unit/temp_dir.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/sqlite.h"
@@ -16,24 +17,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (stdfs::temp_directory_path() / "farmhand-sql-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using test::TempDir;
 
 int64_t count_rows(sql::Database& db) {
   auto st = db.prepare("SELECT COUNT(*) FROM t");

@@ -1,4 +1,5 @@
 // Clone-method names, partial clone paths and mount-point detection.
+#include "tests/unit/temp_dir.h"
 #include "provisioner/clone.h"
 
 #include <gtest/gtest.h>
@@ -34,15 +35,13 @@ TEST(PartialClonePath, IsAHiddenSibling) {
 
 TEST(IsMountPoint, ProcIsAndAPlainDirectoryIsNot) {
   EXPECT_TRUE(is_mount_point("/proc"));
-  std::string tmpl = (fs::temp_directory_path() / "farmhand-clone-test-XXXXXX").string();
-  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-  const fs::path dir = tmpl;
+  test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   EXPECT_FALSE(is_mount_point(dir));
   EXPECT_FALSE(is_mount_point(dir / "missing"));
   // A symlink to a mount point is not one itself.
   fs::create_directory_symlink("/proc", dir / "proc-link");
   EXPECT_FALSE(is_mount_point(dir / "proc-link"));
-  fs::remove_all(dir);
 }
 
 }  // namespace

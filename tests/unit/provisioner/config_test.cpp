@@ -1,6 +1,7 @@
 // The configuration parser: defaults, a full config, and the exact text of
 // every error. Recipes are small inline documents, so these tests do not
 // depend on the content of nspawn-templates/recipes/.
+#include "tests/unit/temp_dir.h"
 #include "provisioner/config.h"
 
 #include <gtest/gtest.h>
@@ -471,13 +472,8 @@ TEST(ConfigCloneMethod, Names) {
 
 class ConfigFiles : public testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/farmhand-config-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  test::TempDir tmp_;
+  const std::filesystem::path& dir_ = tmp_.path();
 };
 
 TEST_F(ConfigFiles, LoadsAFile) {

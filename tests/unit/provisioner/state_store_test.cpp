@@ -1,4 +1,5 @@
 // StateStore on a real SQLite file in a temp dir.
+#include "tests/unit/temp_dir.h"
 #include "provisioner/state_store.h"
 
 #include <gtest/gtest.h>
@@ -13,24 +14,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (stdfs::temp_directory_path() / "farmhand-state-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using test::TempDir;
 
 Cidr cidr(const char* text) { return Cidr::parse(text).value(); }
 
