@@ -17,7 +17,7 @@ PACKAGES=(
   # run
   systemd-container debootstrap iproute2 btrfs-progs udev
   # tests and benchmarks
-  sqlite3 python3 time
+  sqlite3 python3 time procps
 )
 
 missing=()
