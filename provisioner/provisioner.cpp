@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -392,9 +393,8 @@ struct Provisioner::Impl {
 
 Provisioner::Provisioner(AgentConfig config, const RecipeBook& recipes, HostRoot root,
                          ProcessRunner& runner, SystemdControl* systemd, std::string host_hostname)
-    : impl_(std::make_unique<Impl>(std::move(config), recipes, root, runner, systemd,
-                                   std::move(host_hostname))),
-      root_(std::move(root)) {}
+    : impl_(std::make_unique<Impl>(std::move(config), recipes, std::move(root), runner, systemd,
+                                   std::move(host_hostname))) {}
 
 Provisioner::~Provisioner() = default;
 

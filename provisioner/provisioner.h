@@ -71,12 +71,10 @@ class Provisioner {
   // The layout of a created container, with its root filesystem mounted if it
   // is an overlay (for `farmhand run` on hosts without systemd).
   Result<ContainerLayout> prepare_to_run(const std::string& name);
-  const HostRoot& root() const { return root_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  HostRoot root_;
 };
 
 }  // namespace farmhand::provisioner
