@@ -29,6 +29,42 @@ class BusSystemd final : public SystemdControl {
   Status start_unit(const std::string& unit) override { return job("StartUnit", unit); }
   Status stop_unit(const std::string& unit) override { return job("StopUnit", unit); }
   Status restart_unit(const std::string& unit) override { return job("RestartUnit", unit); }
+  Status reload_or_try_restart_unit(const std::string& unit) override {
+    return job("ReloadOrTryRestartUnit", unit);
+  }
+
+  Result<std::optional<pid_t>> machine_leader(const std::string& machine) override {
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    sd_bus_message* reply = nullptr;
+    int r = sd_bus_call_method(bus_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
+                               "org.freedesktop.machine1.Manager", "GetMachine", &err, &reply, "s",
+                               machine.c_str());
+    if (r < 0) {
+      bool missing = sd_bus_error_has_name(&err, "org.freedesktop.machine1.NoSuchMachine");
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      if (missing) return std::optional<pid_t>();
+      return fail("GetMachine " + machine + ": " + msg);
+    }
+    const char* path = nullptr;
+    r = sd_bus_message_read(reply, "o", &path);
+    std::string machine_path = r >= 0 && path ? path : "";
+    sd_bus_message_unref(reply);
+    if (machine_path.empty()) return fail("GetMachine " + machine + ": bad reply");
+    uint32_t leader = 0;
+    reply = nullptr;
+    r = sd_bus_get_property(bus_, "org.freedesktop.machine1", machine_path.c_str(),
+                            "org.freedesktop.machine1.Machine", "Leader", &err, &reply, "u");
+    if (r >= 0) r = sd_bus_message_read(reply, "u", &leader);
+    sd_bus_message_unref(reply);
+    if (r < 0) {
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      return fail("Leader of machine " + machine + ": " + msg);
+    }
+    if (leader == 0) return std::optional<pid_t>();
+    return std::optional<pid_t>(static_cast<pid_t>(leader));
+  }
 
   Result<std::string> active_state(const std::string& unit) override {
     sd_bus_error err = SD_BUS_ERROR_NULL;
@@ -153,6 +189,8 @@ class BusSystemd final : public SystemdControl {
 }  // namespace
 
 bool host_booted_with_systemd() { return sd_booted() > 0; }
+
+void notify_service_manager(const std::string& state) { (void)sd_notify(0, state.c_str()); }
 
 Result<std::unique_ptr<SystemdControl>> connect_systemd() {
   sd_bus* bus = nullptr;

@@ -98,6 +98,9 @@ class Validator {
     config_.pool = *Cidr::parse(kDefaults.pool);
     config_.subnet_prefix = kDefaults.subnet_prefix;
     config_.clone_method = *parse_clone_method(kDefaults.clone_method);
+    config_.network_backend = *parse_network_backend(kDefaults.network_backend);
+    config_.firewall = *parse_firewall_backend(kDefaults.firewall);
+    config_.zone = kDefaults.zone;
     if (!root.is_object()) {
       error("/", "expected an object, got " + type_name(root));
     } else {
@@ -105,7 +108,7 @@ class Validator {
         for (const auto& member : mirrors->get_ref<const Json::object_t&>())
           mirror_keys_.insert(member.first);
       }
-      walk(root, "/", {"clone_method", "containers", "mirrors", "network", "paths"},
+      walk(root, "/", {"clone_method", "containers", "mirrors", "network", "paths", "server"},
            [&](const std::string& key, const Json& v, const std::string& p) { top_level(key, v, p); });
       cross_container_checks();
     }
@@ -188,7 +191,31 @@ class Validator {
     } else if (key == "mirrors") {
       if (!expect(v.is_object(), v, p, "an object")) return;
       mirrors(v, p);
+    } else if (key == "server") {
+      if (!expect(v.is_object(), v, p, "an object")) return;
+      server(v, p);
     }
+  }
+
+  void server(const Json& v, const std::string& p) {
+    ServerSettings settings;
+    walk(v, p, {"token", "url"}, [&](const std::string& k, const Json& value, const std::string& kp) {
+      auto s = as_string(value, kp);
+      if (!s) return;
+      if (k == "url") {
+        if (auto reason = server_url_problem(*s)) {
+          error(kp, quote(*s) + " is not a server URL: " + *reason);
+        } else {
+          settings.url = *s;
+        }
+      } else if (auto reason = token_problem(*s)) {
+        error(kp, "the token " + *reason);  // never echo a secret
+      } else {
+        settings.token = *s;
+      }
+    });
+    if (first_member(v, "url") == nullptr) error(child(p, "url"), "required key is missing");
+    config_.server = settings;
   }
 
   void network(const Json& v, const std::string& p) {
@@ -198,9 +225,34 @@ class Validator {
       pool = given->is_string() ? Cidr::parse(given->get<std::string>()) : std::nullopt;
     }
     if (pool && pool->prefix > kMaxSubnetPrefix) pool.reset();
-    walk(v, p, {"pool", "subnet_prefix"},
+    walk(v, p, {"backend", "firewall", "pool", "subnet_prefix", "zone"},
          [&](const std::string& k, const Json& value, const std::string& kp) {
-           if (k == "pool") {
+           if (k == "backend") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (auto b = parse_network_backend(*s)) {
+               config_.network_backend = *b;
+             } else {
+               error(kp, "unknown network backend " + quote(*s) +
+                             " (expected one of: auto, networkmanager, networkd, plain)");
+             }
+           } else if (k == "firewall") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (auto f = parse_firewall_backend(*s)) {
+               config_.firewall = *f;
+             } else {
+               error(kp, "unknown firewall " + quote(*s) + " (expected one of: auto, firewalld, nftables, none)");
+             }
+           } else if (k == "zone") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (valid_zone_name(*s)) {
+               config_.zone = *s;
+             } else {
+               error(kp, quote(*s) + " is not a valid firewalld zone name: use 1 to 17 letters, digits, '-' or '_'");
+             }
+           } else if (k == "pool") {
              auto s = as_string(value, kp);
              if (!s) return;
              if (auto c = subnet(*s, kp, "192.168.80.0/20")) config_.pool = *c;
@@ -402,10 +454,7 @@ class Validator {
              as_bool(value, kp, spec.private_users);
            } else if (k == "network") {
              if (!expect(value.is_object(), value, kp, "an object")) return;
-             walk(value, kp, {"subnet"}, [&](const std::string&, const Json& sv, const std::string& sp) {
-               auto s = as_string(sv, sp);
-               if (s) facts.subnet = spec.subnet = subnet(*s, sp, "192.168.85.0/24");
-             });
+             container_network(value, kp, spec.network, facts);
            } else if (k == "binds") {
              binds(value, kp, spec);
            }
@@ -420,6 +469,45 @@ class Validator {
     }
     config_.containers.push_back(std::move(spec));
     facts_.push_back(std::move(facts));
+  }
+
+  void container_network(const Json& v, const std::string& p, ContainerNetwork& net, ContainerFacts& facts) {
+    walk(v, p, {"link", "mode", "subnet"}, [&](const std::string& k, const Json& value, const std::string& kp) {
+      auto s = as_string(value, kp);
+      if (!s) return;
+      if (k == "subnet") {
+        facts.subnet = net.subnet = subnet(*s, kp, "192.168.85.0/24");
+      } else if (k == "mode") {
+        if (*s == "veth") {
+          net.mode = NetworkMode::kVeth;
+        } else if (*s == "macvlan") {
+          net.mode = NetworkMode::kMacvlan;
+        } else if (*s == "ipvlan") {
+          net.mode = NetworkMode::kIpvlan;
+        } else {
+          error(kp, "unknown network mode " + quote(*s) + " (expected one of: ipvlan, macvlan, veth)");
+        }
+      } else if (valid_interface_name(*s)) {
+        net.link = *s;
+      } else {
+        error(kp, quote(*s) + " is not a valid interface name: 1 to 15 characters, no '/', ':', whitespace or control characters");
+      }
+    });
+    const bool veth = net.mode == NetworkMode::kVeth;
+    const Json* link = first_member(v, "link");
+    if (veth && link != nullptr) {
+      error(child(p, "link"), "only a macvlan or ipvlan network has a parent link");
+    } else if (!veth && link == nullptr) {
+      error(child(p, "link"), "required key is missing: a " + std::string(to_string(net.mode)) +
+                                  " network needs the host interface it attaches to, like \"eth0\"");
+    }
+    if (!veth && first_member(v, "subnet") != nullptr) {
+      error(child(p, "subnet"), "only a veth network has a subnet: " +
+                                    std::string(net.mode == NetworkMode::kIpvlan ? "an " : "a ") +
+                                    std::string(to_string(net.mode)) + " container gets its address from the parent link's network (DHCP)");
+      facts.subnet.reset();
+      net.subnet.reset();
+    }
   }
 
   void packages(const Json& v, const std::string& p, const std::regex* pattern, const std::string& distro,
@@ -521,6 +609,92 @@ class Validator {
 };
 
 }  // namespace
+
+std::optional<std::string> server_url_problem(std::string_view url) {
+  std::optional<std::string_view> rest;
+  for (std::string_view scheme : {"ws://", "wss://", "http://", "https://"}) {
+    if (url.starts_with(scheme)) rest = url.substr(scheme.size());
+  }
+  if (!rest) return "it must start with ws://, wss://, http:// or https://";
+  if (has_control(url) || url.find(' ') != std::string_view::npos) {
+    return "it must not contain whitespace or control characters";
+  }
+  if (rest->empty() || rest->front() == '/') return "it has no host";
+  return std::nullopt;
+}
+
+std::optional<std::string> token_problem(std::string_view token) {
+  if (token.empty()) return "is empty";
+  if (token.size() > 4096) return "is longer than 4096 characters";
+  bool printable = std::all_of(token.begin(), token.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f;
+  });
+  if (!printable) return "must be printable ASCII without spaces";
+  return std::nullopt;
+}
+
+bool valid_interface_name(std::string_view name) {
+  if (name.empty() || name.size() > 15 || name == "." || name == "..") return false;
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f || c == '/' || c == ':';
+  });
+}
+
+bool valid_zone_name(std::string_view name) {
+  // firewalld limits zone names to 17 characters.
+  if (name.empty() || name.size() > 17) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+std::string_view to_string(NetworkMode mode) {
+  switch (mode) {
+    case NetworkMode::kVeth: return "veth";
+    case NetworkMode::kMacvlan: return "macvlan";
+    case NetworkMode::kIpvlan: return "ipvlan";
+  }
+  return "veth";
+}
+
+std::string_view to_string(NetworkBackend backend) {
+  switch (backend) {
+    case NetworkBackend::kAuto: return "auto";
+    case NetworkBackend::kNetworkManager: return "networkmanager";
+    case NetworkBackend::kNetworkd: return "networkd";
+    case NetworkBackend::kPlain: return "plain";
+  }
+  return "auto";
+}
+
+std::optional<NetworkBackend> parse_network_backend(std::string_view text) {
+  for (auto b : {NetworkBackend::kAuto, NetworkBackend::kNetworkManager, NetworkBackend::kNetworkd,
+                 NetworkBackend::kPlain}) {
+    if (to_string(b) == text) return b;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(FirewallBackend firewall) {
+  switch (firewall) {
+    case FirewallBackend::kAuto: return "auto";
+    case FirewallBackend::kFirewalld: return "firewalld";
+    case FirewallBackend::kNftables: return "nftables";
+    case FirewallBackend::kNone: return "none";
+  }
+  return "auto";
+}
+
+std::optional<FirewallBackend> parse_firewall_backend(std::string_view text) {
+  for (auto f : {FirewallBackend::kAuto, FirewallBackend::kFirewalld, FirewallBackend::kNftables,
+                 FirewallBackend::kNone}) {
+    if (to_string(f) == text) return f;
+  }
+  return std::nullopt;
+}
 
 std::optional<CloneMethod> parse_clone_method(std::string_view text) {
   for (auto m : {CloneMethod::kAuto, CloneMethod::kBtrfs, CloneMethod::kReflink, CloneMethod::kOverlay,

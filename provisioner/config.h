@@ -26,6 +26,21 @@ struct BindMount {
   bool operator==(const BindMount&) const = default;
 };
 
+// How a container reaches the network.
+enum class NetworkMode {
+  kVeth,     // a private veth pair; the host side is the gateway of its own subnet
+  kMacvlan,  // a macvlan link on a host interface: the container is on the host's LAN
+  kIpvlan,   // an ipvlan link on a host interface (shares the parent's MAC address)
+};
+std::string_view to_string(NetworkMode mode);
+
+struct ContainerNetwork {
+  NetworkMode mode = NetworkMode::kVeth;
+  std::optional<Cidr> subnet;  // veth only: explicit; otherwise allocated from the pool
+  std::string link;            // macvlan/ipvlan only: the parent interface on the host
+  bool operator==(const ContainerNetwork&) const = default;
+};
+
 struct ContainerSpec {
   std::string name;
   std::string distro;
@@ -33,7 +48,7 @@ struct ContainerSpec {
   std::string arch;
   std::vector<std::string> packages;   // extra packages, on top of the recipe's build set
   bool build_packages = true;          // install the recipe's build package set
-  std::optional<Cidr> subnet;          // explicit; otherwise allocated from the pool
+  ContainerNetwork network;
   bool boot = true;                    // start at every boot
   bool private_users = false;          // user namespace (PrivateUsers=pick)
   std::vector<BindMount> binds;
@@ -49,10 +64,30 @@ struct AgentPaths {
   bool operator==(const AgentPaths&) const = default;
 };
 
+// Who configures the host side of the containers' veth links.
+enum class NetworkBackend { kAuto, kNetworkManager, kNetworkd, kPlain };
+std::string_view to_string(NetworkBackend backend);
+std::optional<NetworkBackend> parse_network_backend(std::string_view text);
+
+enum class FirewallBackend { kAuto, kFirewalld, kNftables, kNone };
+std::string_view to_string(FirewallBackend firewall);
+std::optional<FirewallBackend> parse_firewall_backend(std::string_view text);
+
+// The central server this agent reports to, as `farmhand enroll` recorded it.
+struct ServerSettings {
+  std::string url;    // ws://, wss://, http:// or https://
+  std::string token;  // the enrollment token or credential; a secret, never logged
+  bool operator==(const ServerSettings&) const = default;
+};
+
 struct AgentConfig {
   AgentPaths paths;
   Cidr pool;
   int subnet_prefix = 24;
+  NetworkBackend network_backend = NetworkBackend::kAuto;
+  FirewallBackend firewall = FirewallBackend::kAuto;
+  std::string zone = "vm";  // the firewalld zone of the containers' host interfaces
+  std::optional<ServerSettings> server;
   CloneMethod clone_method = CloneMethod::kAuto;
   std::map<std::string, std::string> mirrors;  // distro -> mirror URL
   std::vector<ContainerSpec> containers;
@@ -68,6 +103,9 @@ struct Defaults {
   const char* pool = "192.168.80.0/20";
   int subnet_prefix = 24;
   const char* clone_method = "auto";
+  const char* network_backend = "auto";
+  const char* firewall = "auto";
+  const char* zone = "vm";
   const char* config_file = "/etc/farmhand/agent.json";
   bool build_packages = true;
   bool boot = true;
@@ -91,6 +129,13 @@ struct ConfigLoad {
 ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes);
 // Reads `path` and parses it; a missing or unreadable file is one error.
 ConfigLoad load_config_file(const std::string& path, const RecipeBook& recipes);
+
+// Why a central-server URL or token is unusable; std::nullopt if it is fine.
+std::optional<std::string> server_url_problem(std::string_view url);
+std::optional<std::string> token_problem(std::string_view token);
+// A Linux interface name (IFNAMSIZ) and a firewalld zone name.
+bool valid_interface_name(std::string_view name);
+bool valid_zone_name(std::string_view name);
 
 // The host architecture in farmhand's (Debian's) names: "amd64", "arm64"...
 std::string host_arch();

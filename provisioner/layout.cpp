@@ -30,7 +30,11 @@ std::string render_nspawn(const ContainerSpec& spec) {
   UnitFile f(kManagedHeader);
   f.add("Exec", "Boot", "yes");
   f.add("Exec", "PrivateUsers", spec.private_users ? "pick" : "no");
-  f.add("Network", "VirtualEthernet", "yes");
+  switch (spec.network.mode) {
+    case NetworkMode::kVeth: f.add("Network", "VirtualEthernet", "yes"); break;
+    case NetworkMode::kMacvlan: f.add("Network", "MACVLAN", spec.network.link); break;
+    case NetworkMode::kIpvlan: f.add("Network", "IPVLAN", spec.network.link); break;
+  }
   for (const auto& b : spec.binds) {
     const std::string target = b.target.empty() ? b.source : b.target;
     const std::string value = target == b.source ? b.source : b.source + ":" + target;
@@ -65,6 +69,31 @@ std::string render_host0_keyfile(const Cidr& subnet) {
   return f.str();
 }
 
+// The interface systemd-nspawn creates inside the container for a macvlan
+// ("mv-eth0") or ipvlan ("iv-eth0") link.
+std::string lan_interface(const ContainerNetwork& network) {
+  return (network.mode == NetworkMode::kMacvlan ? "mv-" : "iv-") + network.link;
+}
+
+std::string render_lan_networkd() {
+  UnitFile f(kManagedHeader);
+  f.add("Match", "Name", "mv-* iv-*");
+  f.add("Network", "DHCP", "yes");
+  return f.str();
+}
+
+std::string render_lan_keyfile(const ContainerNetwork& network) {
+  UnitFile f(kManagedHeader);
+  const std::string ifname = lan_interface(network);
+  f.add("connection", "id", ifname);
+  f.add("connection", "type", "ethernet");
+  f.add("connection", "interface-name", ifname);
+  f.add("connection", "autoconnect", "true");
+  f.add("ipv4", "method", "auto");
+  f.add("ipv6", "method", "auto");
+  return f.str();
+}
+
 std::string overlay_mount_unit(const ContainerLayout& layout) {
   return layout.dropin_dir.substr(0, layout.dropin_dir.rfind('/')) + "/" +
          escape_unit_path(layout.machine_dir) + ".mount";
@@ -75,6 +104,23 @@ std::string render_dropin(const ContainerLayout& layout) {
   f.add("Unit", "Description", "farmhand build container %i");
   if (layout.clone_method == CloneMethod::kOverlay) {
     f.add("Unit", "RequiresMountsFor", layout.machine_dir);
+  }
+  if (layout.spec.network.mode == NetworkMode::kVeth) {
+    DropinNetworkLines net = dropin_network_lines(layout.network, layout.spec.name, layout.subnet);
+    std::string units;
+    for (const auto& u : net.after) units += (units.empty() ? "" : " ") + u;
+    if (!units.empty()) {
+      // Ordering only: the host's network services come up first when they
+      // are enabled, and their absence does not stop the container.
+      f.add("Unit", "After", units);
+    }
+    auto join = [](const std::vector<std::string>& argv) {
+      std::string line;
+      for (const auto& a : argv) line += (line.empty() ? "" : " ") + a;  // our own words: no quoting needed
+      return line;
+    };
+    for (const auto& argv : net.exec_start_pre) f.add("Service", "ExecStartPre", join(argv));
+    for (const auto& argv : net.exec_start_post) f.add("Service", "ExecStartPost", join(argv));
   }
   return f.str();
 }
@@ -102,8 +148,10 @@ std::string render_hosts(const std::string& hostname) {
 
 ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec,
                             const ReleaseRecipe& recipe, const Cidr& subnet,
-                            CloneMethod clone_method, const std::string& host_hostname) {
+                            CloneMethod clone_method, const std::string& host_hostname,
+                            const NetworkChoice& network) {
   ContainerLayout l;
+  l.network = network;
   l.spec = spec;
   l.subnet = subnet;
   l.hostname = container_hostname(spec.name, host_hostname);
@@ -140,6 +188,18 @@ ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec
 
   l.container_files["etc/hostname"] = l.hostname + "\n";
   l.container_files["etc/hosts"] = render_hosts(l.hostname);
+  if (spec.network.mode != NetworkMode::kVeth) {
+    // On the parent link's network: address, gateway and DNS come from DHCP.
+    if (recipe.network_method == "networkmanager") {
+      const std::string keyfile =
+          "etc/NetworkManager/system-connections/" + lan_interface(spec.network) + ".nmconnection";
+      l.container_files[keyfile] = render_lan_keyfile(spec.network);
+      l.file_modes[keyfile] = 0600;
+    } else {
+      l.container_files["etc/systemd/network/50-lan.network"] = render_lan_networkd();
+    }
+    return l;
+  }
   l.container_files["etc/resolv.conf"] =
       "# " + std::string(kManagedHeader) + "\nnameserver " + subnet.host(kGatewayOffset) + "\n";
   if (recipe.network_method == "networkmanager") {

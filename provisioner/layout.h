@@ -9,6 +9,7 @@
 #include <string>
 
 #include "provisioner/config.h"
+#include "provisioner/host_network.h"
 #include "provisioner/recipe.h"
 
 namespace farmhand::provisioner {
@@ -51,6 +52,7 @@ struct ContainerLayout {
   std::string boot_link;
   std::string nspawn_file;   // logical path of NAME.nspawn
   std::string dropin_dir;    // logical path of systemd-nspawn@NAME.service.d
+  NetworkChoice network;     // how the host side of a veth link is configured
 };
 
 // The container's hostname: "NAME-HOST" with HOST's first label, lower-cased,
@@ -60,6 +62,9 @@ std::string container_hostname(const std::string& name, const std::string& host_
 std::string render_nspawn(const ContainerSpec& spec);
 std::string render_host0_networkd(const Cidr& subnet);
 std::string render_host0_keyfile(const Cidr& subnet);
+// The container's network for macvlan and ipvlan links: DHCP on mv-*/iv-*.
+std::string render_lan_networkd();
+std::string render_lan_keyfile(const ContainerNetwork& network);
 std::string render_dropin(const ContainerLayout& layout);
 std::string render_overlay_mount(const ContainerLayout& layout);
 // The overlay mount unit's logical path, e.g. /etc/systemd/system/var-lib-machines-a.mount.
@@ -69,6 +74,7 @@ std::string render_hosts(const std::string& hostname);
 // Builds the full layout of one container.
 ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec,
                             const ReleaseRecipe& recipe, const Cidr& subnet,
-                            CloneMethod clone_method, const std::string& host_hostname);
+                            CloneMethod clone_method, const std::string& host_hostname,
+                            const NetworkChoice& network = {});
 
 }  // namespace farmhand::provisioner

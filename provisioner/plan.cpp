@@ -24,6 +24,7 @@ size_t Plan::count(Action action) const {
 }
 
 bool Plan::has_work() const {
+  if (host_change.has_work()) return true;
   for (const auto& c : changes) {
     if (c.action != Action::kUnchanged) return true;
   }
@@ -38,7 +39,12 @@ std::string spec_json(const ContainerSpec& s) {
   j["arch"] = s.arch;
   j["packages"] = s.packages;
   j["build_packages"] = s.build_packages;
-  j["subnet"] = s.subnet ? s.subnet->str() : "";
+  j["subnet"] = s.network.subnet ? s.network.subnet->str() : "";
+  if (s.network.mode != NetworkMode::kVeth) {
+    // Only written when set, so the records of veth containers stay as they were.
+    j["network_mode"] = std::string(to_string(s.network.mode));
+    j["link"] = s.network.link;
+  }
   j["boot"] = s.boot;
   j["private_users"] = s.private_users;
   j["binds"] = nlohmann::ordered_json::array();

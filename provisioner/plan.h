@@ -42,6 +42,8 @@ struct Change {
 
 struct Plan {
   std::vector<Change> changes;       // desired containers in config order, then destroys
+  HostNetworkLayout host_network;    // the host side of the containers' networks
+  HostNetworkChange host_change;     // what apply changes there
   std::vector<std::string> conflicts;  // refusals: apply must not start when non-empty
   size_t count(Action action) const;
   bool has_work() const;

@@ -49,6 +49,7 @@ struct Provisioner::Impl {
   CommandRunner commands;
   Cloner cloner;
   BaseImages images;
+  ProcessRunner& runner;
   SystemdControl* systemd;
   std::string host_hostname;
   std::optional<StateStore> state;
@@ -62,6 +63,7 @@ struct Provisioner::Impl {
         commands(runner),
         cloner(commands),
         images(root.map(config.paths.cache + "/images"), commands),
+        runner(runner),
         systemd(sd),
         host_hostname(std::move(hn)) {}
 
@@ -100,8 +102,15 @@ struct Provisioner::Impl {
 
   struct Desired {
     std::vector<ContainerLayout> layouts;
+    HostNetworkLayout host_network;
     std::vector<std::string> conflicts;
   };
+
+  NetworkChoice network_choice() {
+    bool any_veth = std::any_of(config.containers.begin(), config.containers.end(),
+                                [](const ContainerSpec& s) { return s.network.mode == NetworkMode::kVeth; });
+    return choose_network(config, observe_host_facts(root), any_veth);
+  }
 
   Result<Desired> desired(const std::map<std::string, ContainerRecord>& records) {
     Desired out;
@@ -112,15 +121,24 @@ struct Provisioner::Impl {
       previous = std::move(*s);
     }
     std::vector<std::pair<std::string, std::optional<Cidr>>> wanted;
-    for (const auto& spec : config.containers) wanted.emplace_back(spec.name, spec.subnet);
+    for (const auto& spec : config.containers) {
+      if (spec.network.mode == NetworkMode::kVeth) wanted.emplace_back(spec.name, spec.network.subnet);
+    }
     Assignment assignment = assign_subnets(config.pool, config.subnet_prefix, wanted, previous);
+    const NetworkChoice choice = network_choice();
+    for (const auto& c : choice.conflicts) out.conflicts.push_back("host network: " + c);
+    std::vector<VethContainer> veths;
     for (const auto& name : assignment.exhausted) {
       out.conflicts.push_back("container \"" + name + "\": the network pool " + config.pool.str() +
                               " has no free /" + std::to_string(config.subnet_prefix) + " left");
     }
     for (const auto& spec : config.containers) {
-      auto subnet = assignment.subnets.find(spec.name);
-      if (subnet == assignment.subnets.end()) continue;
+      Cidr subnet_of_container;  // none for macvlan and ipvlan
+      if (spec.network.mode == NetworkMode::kVeth) {
+        auto subnet = assignment.subnets.find(spec.name);
+        if (subnet == assignment.subnets.end()) continue;
+        subnet_of_container = subnet->second;
+      }
       auto recipe = recipes.resolve(spec.distro, spec.release);
       if (!recipe) return recipe.error();
       CloneMethod method;
@@ -131,9 +149,19 @@ struct Provisioner::Impl {
       } else {
         method = method_for_new_container();
       }
+      if (spec.network.mode == NetworkMode::kVeth) {
+        veths.push_back({spec.name, subnet_of_container});
+        if (choice.configure && !host_interface_exact(spec.name)) {
+          out.conflicts.push_back("container \"" + spec.name +
+                                  "\": the name is longer than 12 characters, so systemd shortens its host "
+                                  "interface and farmhand cannot configure it as \"ve-" +
+                                  spec.name + "\"; use a shorter name");
+        }
+      }
       out.layouts.push_back(
-          make_layout(config, spec, *recipe, subnet->second, method, host_hostname));
+          make_layout(config, spec, *recipe, subnet_of_container, method, host_hostname, choice));
     }
+    out.host_network = make_host_network(choice, config.pool, veths);
     return out;
   }
 
@@ -198,7 +226,99 @@ struct Provisioner::Impl {
     }
     Plan plan = compute_plan(want->layouts, observed);
     for (auto& c : want->conflicts) plan.conflicts.push_back(std::move(c));
+    plan.host_network = want->host_network;
+    plan.host_change = plan_host_network(want->host_network, observe_host_network(want->host_network));
     return plan;
+  }
+
+  ObservedHostNetwork observe_host_network(const HostNetworkLayout& want) {
+    ObservedHostNetwork o;
+    for (const auto& [path, content] : want.files) {
+      auto r = read_file_if_exists(host(path));
+      o.files[path] = r ? *r : std::nullopt;
+    }
+    for (const auto& [dir, prefix] : want.owned) {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(host(dir), ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind(prefix, 0) != 0 || !entry.is_regular_file(ec)) continue;
+        auto text = read_file_if_exists(entry.path());
+        if (text && *text && (*text)->find(kManagedHeader) != std::string::npos) o.managed.push_back(dir + "/" + name);
+      }
+    }
+    std::sort(o.managed.begin(), o.managed.end());
+    return o;
+  }
+
+  // Runs a host tool found on PATH; a failure carries its output.
+  Status tool(const std::vector<std::string>& argv) {
+    auto path = find_program(argv[0]);
+    if (!path) return path.error();
+    std::vector<std::string> full = argv;
+    full[0] = *path;
+    return commands.host(full, minimal_env(), {}, std::chrono::seconds(120));
+  }
+
+  bool link_exists(const std::string& ifname) const {
+    return root.is_real_root() && path_exists(fs::path("/sys/class/net") / ifname);
+  }
+
+  // Writes and removes the host network files, then makes the running
+  // daemons take them up. Without systemd (or under --root) only the files
+  // are written: they take effect at the next boot.
+  Status apply_host_network(const HostNetworkLayout& want, const HostNetworkChange& change) {
+    for (const auto& path : change.write) {
+      auto mode = want.modes.count(path) ? want.modes.at(path) : 0644u;
+      if (auto s = write_file_atomic(host(path), want.files.at(path), mode); !s) return s;
+    }
+    for (const auto& path : change.remove) {
+      if (auto s = remove_tree(host(path)); !s) return s;
+    }
+    if (systemd == nullptr) return {};
+    std::set<std::string> touched(change.write.begin(), change.write.end());
+    touched.insert(change.remove.begin(), change.remove.end());
+    auto any = [&](const std::string& dir_or_file) {
+      return std::any_of(touched.begin(), touched.end(),
+                         [&](const std::string& p) { return p.rfind(dir_or_file, 0) == 0; });
+    };
+    const NetworkChoice& c = want.choice;
+    if (any(kSysctlFile) && want.files.count(kSysctlFile)) {
+      if (auto s = tool({"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}); !s) return s;
+    }
+    if (any(kNftFile)) {
+      if (want.files.count(kNftFile)) {
+        if (auto s = tool({"nft", "-f", kNftFile}); !s) return s;
+      } else {
+        (void)tool({"nft", "delete", "table", "inet", "farmhand"});
+      }
+    }
+    if (any(kFirewalldZoneDir) || any(kFirewalldPolicyDir)) {
+      if (auto s = tool({"firewall-cmd", "--reload"}); !s) return s;
+    }
+    if (any(kResolvedConfFile)) {
+      auto st = systemd->active_state("systemd-resolved.service");
+      if (st && *st == "active") {
+        if (auto s = systemd->restart_unit("systemd-resolved.service"); !s) return s;
+      }
+    }
+    if (c.backend == NetworkBackend::kNetworkManager && (any(kNmConfFile) || any(kNmConnectionDir))) {
+      if (any(kNmConfFile)) {
+        if (auto s = tool({"nmcli", "general", "reload", "conf"}); !s) return s;
+      }
+      if (auto s = tool({"nmcli", "connection", "reload"}); !s) return s;
+      for (const auto& path : change.write) {
+        if (path.rfind(kNmConnectionDir, 0) != 0) continue;
+        // A running container's link is taken over now; a new one is
+        // connected automatically when it appears.
+        std::string name = fs::path(path).stem().string().substr(std::string("nm-ve-").size());
+        if (!link_exists(host_interface(name))) continue;
+        if (auto s = tool({"nmcli", "--wait", "30", "connection", "up", nm_connection_name(name)}); !s) return s;
+      }
+    }
+    if (c.backend == NetworkBackend::kNetworkd && any(kNetworkdDir)) {
+      if (auto s = tool({"networkctl", "reload"}); !s) return s;
+    }
+    return {};
   }
 
   // --- steps -------------------------------------------------------------
@@ -348,6 +468,21 @@ struct Provisioner::Impl {
           !s) {
         return s;
       }
+      // The drop-in's start commands run at the next start; a container
+      // already running gets them now.
+      DropinNetworkLines net = dropin_network_lines(l.network, n, l.subnet);
+      if (l.spec.network.mode == NetworkMode::kVeth && !net.exec_start_post.empty() &&
+          link_exists(host_interface(n))) {
+        if (auto s = step(rep, apply_id, n, "configure " + host_interface(n), [&]() -> Status {
+              for (const auto& argv : net.exec_start_post) {
+                if (auto r = commands.host(argv, minimal_env(), {}, std::chrono::seconds(60)); !r) return r;
+              }
+              return {};
+            });
+            !s) {
+          return s;
+        }
+      }
     }
     return record(l, Phase::kReady);
   }
@@ -445,6 +580,22 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
     if (c.layout) subnets[c.name] = c.layout->subnet;
   }
   if (auto s = impl_->state->set_subnets(subnets); !s) return s.error();
+  if (plan.host_change.has_work()) {
+    const NetworkChoice& net = plan.host_network.choice;
+    std::string what = net.configure ? "host network (" + std::string(to_string(net.backend)) + ", firewall " +
+                                           std::string(to_string(net.firewall)) + ")"
+                                     : "host network (no veth containers left)";
+    Status s = impl_->step(reporter, *apply_id, "host", what, [&] {
+      return impl_->apply_host_network(plan.host_network, plan.host_change);
+    });
+    if (!s) {
+      // Containers started without their host network would come up
+      // unreachable: stop here, nothing else was changed.
+      log::error("host network: ", s.error().message());
+      outcome.result = fail("the host network could not be configured: " + s.error().message());
+      return outcome;
+    }
+  }
   for (const auto& c : plan.changes) {
     if (!c.layout || std::find(failed.begin(), failed.end(), c.name) != failed.end()) continue;
     switch (c.action) {

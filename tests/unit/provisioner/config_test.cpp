@@ -85,7 +85,7 @@ TEST(ConfigParse, MinimumContractGetsEveryDefault) {
   EXPECT_TRUE(c.containers[0].build_packages);
   EXPECT_TRUE(c.containers[0].boot);
   EXPECT_FALSE(c.containers[0].private_users);
-  EXPECT_FALSE(c.containers[0].subnet);
+  EXPECT_FALSE(c.containers[0].network.subnet);
 }
 
 TEST(ConfigParse, ArchDefaultsToTheHosts) {
@@ -140,7 +140,7 @@ TEST(ConfigParse, FullConfig) {
   c9.arch = "arm64";
   c9.packages = {"gcc-c++", "libstdc++-devel"};
   c9.build_packages = false;
-  c9.subnet = Cidr{0x0a1e0100u, 24};
+  c9.network.subnet = Cidr{0x0a1e0100u, 24};
   c9.boot = false;
   c9.private_users = true;
   c9.binds = {{"/srv/ccache", "/var/cache/ccache", false}, {"/srv/keys/", "/srv/keys/", true}};
@@ -190,10 +190,10 @@ std::vector<BadConfig> bad_configs() {
       {"RootIsNull", "null", {"/: expected an object, got null"}},
       {"UnknownTopLevelKey",
        R"({"colour": "blue"})",
-       {"/colour: unknown key (expected one of: clone_method, containers, mirrors, network, paths)"}},
+       {"/colour: unknown key (expected one of: clone_method, containers, mirrors, network, paths, server)"}},
       {"PointerEscapesSlashAndTilde",
        R"({"a/b~c": 1})",
-       {"/a~1b~0c: unknown key (expected one of: clone_method, containers, mirrors, network, paths)"}},
+       {"/a~1b~0c: unknown key (expected one of: clone_method, containers, mirrors, network, paths, server)"}},
       {"DuplicateTopLevelKey",
        R"({"clone_method": "copy", "clone_method": "btrfs"})",
        {"/clone_method: duplicate key"}},
@@ -304,7 +304,37 @@ std::vector<BadConfig> bad_configs() {
        with_containers(debian(R"("network": "192.168.85.0/24")") + ", " +
                        debian(R"("network": {"address": "192.168.85.9"})", "b")),
        {"/containers/0/network: expected an object, got a string",
-        "/containers/1/network/address: unknown key (expected one of: subnet)"}},
+        "/containers/1/network/address: unknown key (expected one of: link, mode, subnet)"}},
+      {"ContainerNetworkModes",
+       with_containers(debian(R"("network": {"mode": "bridge"})") + ", " +
+                       debian(R"("network": {"mode": "macvlan"})", "b") + ", " +
+                       debian(R"("network": {"mode": "ipvlan", "link": "eth0", "subnet": "10.1.0.0/24"})", "c") +
+                       ", " + debian(R"("network": {"link": "eth0"})", "d") + ", " +
+                       debian(R"("network": {"mode": "macvlan", "link": "a/b"})", "e") + ", " +
+                       debian(R"("network": {"mode": "macvlan", "link": "averyveryverylongname"})", "f")),
+       {"/containers/0/network/mode: unknown network mode \"bridge\" (expected one of: ipvlan, macvlan, veth)",
+        "/containers/1/network/link: required key is missing: a macvlan network needs the host interface it "
+        "attaches to, like \"eth0\"",
+        "/containers/2/network/subnet: only a veth network has a subnet: an ipvlan container gets its address "
+        "from the parent link's network (DHCP)",
+        "/containers/3/network/link: only a macvlan or ipvlan network has a parent link",
+        "/containers/4/network/link: \"a/b\" is not a valid interface name: 1 to 15 characters, no '/', ':', "
+        "whitespace or control characters",
+        "/containers/5/network/link: \"averyveryverylongname\" is not a valid interface name: 1 to 15 "
+        "characters, no '/', ':', whitespace or control characters"}},
+      {"HostNetworkSettings",
+       R"({"network": {"backend": "wicked", "firewall": "iptables", "zone": "my zone"}})",
+       {"/network/backend: unknown network backend \"wicked\" (expected one of: auto, networkmanager, networkd, plain)",
+        "/network/firewall: unknown firewall \"iptables\" (expected one of: auto, firewalld, nftables, none)",
+        "/network/zone: \"my zone\" is not a valid firewalld zone name: use 1 to 17 letters, digits, '-' or '_'"}},
+      {"Server",
+       R"({"server": {"url": "ftp://farm", "token": "has space", "user": "x"}})",
+       {"/server/url: \"ftp://farm\" is not a server URL: it must start with ws://, wss://, http:// or https://",
+        "/server/token: the token must be printable ASCII without spaces",
+        "/server/user: unknown key (expected one of: token, url)"}},
+      {"ServerWithoutUrl",
+       R"({"server": {"token": "abc"}})",
+       {"/server/url: required key is missing"}},
       {"PoolInvalid",
        R"({"network": {"pool": "10.0.0.0/33"}})",
        {"/network/pool: \"10.0.0.0/33\" is not a subnet in CIDR form, like \"192.168.80.0/20\""}},
@@ -328,7 +358,7 @@ std::vector<BadConfig> bad_configs() {
       {"SubnetPrefixNotAnInteger",
        R"({"network": {"subnet_prefix": 24.5, "mtu": 1500}})",
        {"/network/subnet_prefix: expected an integer, got a number",
-        "/network/mtu: unknown key (expected one of: pool, subnet_prefix)"}},
+        "/network/mtu: unknown key (expected one of: backend, firewall, pool, subnet_prefix, zone)"}},
       {"BindRelativeSource",
        with_containers(debian(R"("binds": [{"source": "srv/x"}])")),
        {"/containers/0/binds/0/source: \"srv/x\" is not an absolute path"}},

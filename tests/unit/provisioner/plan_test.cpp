@@ -67,7 +67,7 @@ Change only_change(const Plan& p) {
 TEST(SpecJson, IsCanonical) {
   ContainerSpec s = spec("a");
   s.packages = {"zlib1g-dev", "ccache"};
-  s.subnet = Cidr{0x0A000000u, 24};
+  s.network.subnet = Cidr{0x0A000000u, 24};
   s.binds = {{"/srv/src", "/home/sai/src", true}};
   EXPECT_EQ(spec_json(s),
             R"({"name":"a","distro":"debian","release":"bookworm","arch":"amd64",)"
