@@ -16,6 +16,8 @@ const std::map<std::string, Handler>& commands() {
   static const std::map<std::string, Handler> kCommands = {
       {"check-config", cmd_check_config}, {"plan", cmd_plan},       {"apply", cmd_apply},
       {"status", cmd_status},             {"destroy", cmd_destroy}, {"run", cmd_run},
+      {"start", cmd_start},               {"stop", cmd_stop},       {"restart", cmd_restart},
+      {"shell", cmd_shell},               {"enroll", cmd_enroll},   {"daemon", cmd_daemon},
   };
   return kCommands;
 }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/progress.h"
+#include "agent/wiring.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/process.h"
@@ -25,57 +27,6 @@ using provisioner::Provisioner;
 using provisioner::RecipeBook;
 
 namespace {
-
-std::string host_hostname() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-std::string config_path(const Invocation& inv) {
-  if (!inv.config_file.empty()) return inv.config_file;
-  return HostRoot(inv.root).map(provisioner::kDefaults.config_file).string();
-}
-
-const RecipeBook* recipes() {
-  static auto book = RecipeBook::builtin();
-  if (!book) {
-    log::error("the built-in distro recipes are broken: ", book.error().message());
-    return nullptr;
-  }
-  return &*book;
-}
-
-// Loads and validates the configuration; prints every error and warning.
-std::optional<AgentConfig> load(const std::string& path) {
-  const RecipeBook* book = recipes();
-  if (book == nullptr) return std::nullopt;
-  ConfigLoad loaded = provisioner::load_config_file(path, *book);
-  for (const auto& w : loaded.warnings) log::warning(path, ": ", w);
-  for (const auto& e : loaded.errors) log::error(path, ": ", e);
-  return loaded.config;
-}
-
-// Wires a Provisioner to the real host and runs `body` with it; a bad
-// configuration exits with kExitUsage, a failure to wire with kExitFailed.
-template <typename Body>
-int with_provisioner(const Invocation& inv, Body&& body) {
-  auto config = load(config_path(inv));
-  if (!config) return kExitUsage;
-  PosixProcessRunner runner;
-  std::unique_ptr<SystemdControl> systemd;
-  if (inv.root == "/" && host_booted_with_systemd()) {
-    auto sd = connect_systemd();
-    if (!sd) {
-      log::error(sd.error().message());
-      return kExitFailed;
-    }
-    systemd = std::move(*sd);
-  }
-  Provisioner provisioner(std::move(*config), *recipes(), HostRoot(inv.root), runner,
-                          systemd.get(), host_hostname());
-  return body(provisioner);
-}
 
 const char* symbol(Action a) {
   switch (a) {
@@ -108,35 +59,16 @@ void print_plan(const provisioner::Plan& plan) {
               plan.count(Action::kUnchanged));
 }
 
-bool has_flag(const Invocation& inv, const std::string& flag) {
-  for (const auto& a : inv.args) {
-    if (a == flag) return true;
-  }
-  return false;
-}
+constexpr std::chrono::seconds kStatusHealthTimeout{3};
 
-// Refuses arguments a command does not take.
-bool expect_args(const Invocation& inv, size_t positional, const std::vector<std::string>& flags) {
-  size_t count = 0;
-  for (const auto& a : inv.args) {
-    if (!a.empty() && a[0] == '-') {
-      bool known = false;
-      for (const auto& f : flags) known = known || f == a;
-      if (!known) {
-        std::fprintf(stderr, "farmhand %s: unknown option \"%s\"\n%s", inv.command.c_str(),
-                     a.c_str(), usage(inv.command));
-        return false;
-      }
-    } else {
-      ++count;
-    }
+void print_plan_with_host(const provisioner::Plan& plan) {
+  print_plan(plan);
+  if (plan.host_change.has_work()) {
+    std::printf("~   host network (%s, firewall %s)\n",
+                std::string(provisioner::to_string(plan.host_network.choice.backend)).c_str(),
+                std::string(provisioner::to_string(plan.host_network.choice.firewall)).c_str());
+    for (const auto& r : plan.host_change.reasons) std::printf("      %s\n", r.c_str());
   }
-  if (count != positional) {
-    std::fprintf(stderr, "farmhand %s: expected %zu argument(s), got %zu\n%s", inv.command.c_str(),
-                 positional, count, usage(inv.command));
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -147,7 +79,7 @@ int cmd_check_config(const Invocation& inv) {
     return kExitUsage;
   }
   const std::string path = inv.args.empty() ? inv.config_file : inv.args[0];
-  auto config = load(path);
+  auto config = load_config(path);
   if (!config) return kExitUsage;
   std::printf("%s: valid, %zu container(s)\n", path.c_str(), config->containers.size());
   return kExitOk;
@@ -161,7 +93,7 @@ int cmd_plan(const Invocation& inv) {
       log::error(plan.error().message());
       return kExitFailed;
     }
-    print_plan(*plan);
+    print_plan_with_host(*plan);
     for (const auto& c : plan->conflicts) log::error(c);
     return plan->conflicts.empty() ? kExitOk : kExitFailed;
   });
@@ -185,7 +117,7 @@ int cmd_apply(const Invocation& inv) {
     if (!plan.has_work()) {
       std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan.changes.size(),
                   seconds());
-      return kExitOk;
+      return report_health(p) ? kExitOk : kExitFailed;
     }
     std::printf(
         "%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged (%.1f s).\n",
@@ -196,7 +128,7 @@ int cmd_apply(const Invocation& inv) {
       log::error(outcome->result.error().message());
       return kExitFailed;
     }
-    return kExitOk;
+    return report_health(p) ? kExitOk : kExitFailed;
   });
 }
 
@@ -204,35 +136,153 @@ int cmd_status(const Invocation& inv) {
   if (!expect_args(inv, 0, {"--json"})) return kExitUsage;
   const bool json = has_flag(inv, "--json");
   return with_provisioner(inv, [json](Provisioner& p) {
+    auto rows = p.status(kStatusHealthTimeout);
+    if (!rows) {
+      log::error(rows.error().message());
+      return kExitFailed;
+    }
+    const provisioner::NetworkChoice net = p.network_choice();
+    auto network_text = [](const provisioner::ContainerStatus& r) -> std::string {
+      if (r.network_mode != "veth") return r.network_mode + " on " + r.link;
+      if (!r.health) return "-";
+      return r.health->healthy ? "healthy" : "unhealthy";
+    };
+    if (json) {
+      nlohmann::ordered_json out;
+      out["host_network"] = {{"configured", net.configure},
+                             {"backend", std::string(provisioner::to_string(net.backend))},
+                             {"firewall", std::string(provisioner::to_string(net.firewall))},
+                             {"zone", net.zone},
+                             {"conflicts", net.conflicts}};
+      out["containers"] = nlohmann::ordered_json::array();
+      for (const auto& r : *rows) {
+        nlohmann::ordered_json c = {{"name", r.name},
+                                    {"distro", r.distro},
+                                    {"release", r.release},
+                                    {"arch", r.arch},
+                                    {"state", r.state},
+                                    {"address", r.address},
+                                    {"subnet", r.subnet},
+                                    {"clone_method", r.clone_method},
+                                    {"boot", r.boot},
+                                    {"network_mode", r.network_mode}};
+        if (!r.link.empty()) c["link"] = r.link;
+        if (r.health) {
+          c["network"] = {{"healthy", r.health->healthy}, {"reason", r.health->reason}};
+          if (r.health->gateway_ms >= 0) c["network"]["gateway_ms"] = r.health->gateway_ms;
+          if (r.health->dns_ms >= 0) c["network"]["dns_ms"] = r.health->dns_ms;
+        } else {
+          c["network"] = nullptr;
+        }
+        out["containers"].push_back(std::move(c));
+      }
+      std::printf("%s\n", out.dump(2).c_str());
+      return kExitOk;
+    }
+    if (net.configure) {
+      std::printf("Host network: %s, firewall %s%s\n", std::string(provisioner::to_string(net.backend)).c_str(),
+                  std::string(provisioner::to_string(net.firewall)).c_str(),
+                  net.firewall == provisioner::FirewallBackend::kFirewalld ? (", zone " + net.zone).c_str() : "");
+    }
+    for (const auto& c : net.conflicts) std::printf("Host network problem: %s\n", c.c_str());
+    std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %-5s %s\n", "NAME", "DISTRO", "RELEASE", "ARCH", "STATE",
+                "ADDRESS", "BOOT", "NETWORK");
+    for (const auto& r : *rows) {
+      std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %-5s %s\n", r.name.c_str(), r.distro.c_str(),
+                  r.release.c_str(), r.arch.c_str(), r.state.c_str(), r.address.empty() ? "-" : r.address.c_str(),
+                  r.boot ? "yes" : "no", network_text(r).c_str());
+    }
+    for (const auto& r : *rows) {
+      if (r.health && !r.health->healthy) std::printf("%s: network unhealthy: %s\n", r.name.c_str(), r.health->reason.c_str());
+    }
+    return kExitOk;
+  });
+}
+
+namespace {
+
+int control(const Invocation& inv, provisioner::UnitAction action, const char* done) {
+  if (!expect_args(inv, 1, {})) return kExitUsage;
+  const std::string name = inv.args[0];
+  return with_provisioner(inv, [&](Provisioner& p) {
+    if (auto s = p.control(name, action); !s) {
+      log::error(s.error().message());
+      return kExitFailed;
+    }
+    std::printf("%s \"%s\".\n", done, name.c_str());
+    return kExitOk;
+  });
+}
+
+}  // namespace
+
+int cmd_start(const Invocation& inv) { return control(inv, provisioner::UnitAction::kStart, "Started"); }
+int cmd_stop(const Invocation& inv) { return control(inv, provisioner::UnitAction::kStop, "Stopped"); }
+int cmd_restart(const Invocation& inv) { return control(inv, provisioner::UnitAction::kRestart, "Restarted"); }
+
+int cmd_shell(const Invocation& inv) {
+  std::vector<std::string> command;
+  std::vector<std::string> own;
+  bool after = false;
+  for (const auto& a : inv.args) {
+    if (!after && a == "--") {
+      after = true;
+    } else {
+      (after ? command : own).push_back(a);
+    }
+  }
+  std::string user = "root";
+  std::string name;
+  for (size_t i = 0; i < own.size(); ++i) {
+    if (own[i] == "--user" && i + 1 < own.size()) {
+      user = own[++i];
+    } else if (!own[i].empty() && own[i][0] != '-' && name.empty()) {
+      name = own[i];
+    } else {
+      std::fprintf(stderr, "farmhand shell: unexpected argument \"%s\"\n%s", own[i].c_str(), usage("shell"));
+      return kExitUsage;
+    }
+  }
+  if (name.empty()) {
+    std::fprintf(stderr, "farmhand shell: expected NAME\n%s", usage("shell"));
+    return kExitUsage;
+  }
+  bool user_ok = !user.empty() && std::all_of(user.begin(), user.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+  });
+  if (!user_ok) {
+    std::fprintf(stderr, "farmhand shell: \"%s\" is not a user name\n", user.c_str());
+    return kExitUsage;
+  }
+  return with_provisioner(inv, [&](Provisioner& p) {
     auto rows = p.status();
     if (!rows) {
       log::error(rows.error().message());
       return kExitFailed;
     }
-    if (json) {
-      nlohmann::ordered_json out = nlohmann::ordered_json::array();
-      for (const auto& r : *rows) {
-        out.push_back({{"name", r.name},
-                       {"distro", r.distro},
-                       {"release", r.release},
-                       {"arch", r.arch},
-                       {"state", r.state},
-                       {"address", r.address},
-                       {"subnet", r.subnet},
-                       {"clone_method", r.clone_method},
-                       {"boot", r.boot}});
-      }
-      std::printf("%s\n", out.dump(2).c_str());
-      return kExitOk;
+    auto row = std::find_if(rows->begin(), rows->end(), [&](const auto& r) { return r.name == name; });
+    if (row == rows->end() || row->state == "planned") {
+      log::error("no container named \"", name, "\" is managed by farmhand");
+      return kExitFailed;
     }
-    std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", "NAME", "DISTRO", "RELEASE", "ARCH",
-                "STATE", "ADDRESS", "BOOT");
-    for (const auto& r : *rows) {
-      std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %s\n", r.name.c_str(), r.distro.c_str(),
-                  r.release.c_str(), r.arch.c_str(), r.state.c_str(),
-                  r.address.empty() ? "-" : r.address.c_str(), r.boot ? "yes" : "no");
+    if (row->state != "running") {
+      log::error("container \"", name, "\" is ", row->state, ": start it with `farmhand start ", name, "`");
+      return kExitFailed;
     }
-    return kExitOk;
+    auto machinectl = find_program("machinectl");
+    if (!machinectl) {
+      log::error(machinectl.error().message());
+      return kExitFailed;
+    }
+    std::vector<std::string> args = {*machinectl, "shell", "--quiet", user + "@" + name};
+    args.insert(args.end(), command.begin(), command.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    log::error("cannot run ", args[0], ": ", errno_text(errno));
+    return kExitFailed;
   });
 }
 
@@ -323,13 +373,39 @@ const char* usage(const std::string& command) {
   }
   if (command == "status") {
     return "Usage: farmhand [--config FILE] [--root DIR] status [--json]\n\n"
-           "Lists the build containers with their distro, state and address.\n";
+           "Lists the build containers with their distro, state and address, and\n"
+           "for running ones their network health, checked from inside: the gateway\n"
+           "answers ping and a DNS server answers on the gateway.\n";
   }
   if (command == "destroy") {
     return "Usage: farmhand [--config FILE] [--root DIR] destroy NAME\n\n"
            "Stops and removes a container farmhand manages: its root filesystem,\n"
            "host files and subnet. Remove it from the configuration too, or the\n"
            "next apply creates it again.\n";
+  }
+  if (command == "start" || command == "stop" || command == "restart") {
+    return "Usage: farmhand start|stop|restart NAME\n\n"
+           "Starts, stops or restarts a managed container (its systemd-nspawn@NAME\n"
+           "unit) and waits until systemd has done it. Needs a host booted with systemd.\n";
+  }
+  if (command == "shell") {
+    return "Usage: farmhand shell NAME [--user USER] [-- COMMAND...]\n\n"
+           "Opens a login shell in a running container (as root, or USER, e.g. the\n"
+           "build user sai), or runs COMMAND there. Uses machinectl shell.\n";
+  }
+  if (command == "enroll") {
+    return "Usage: farmhand enroll [--server URL (--token TOKEN | --token-file FILE)] [--force]\n\n"
+           "Makes this host a farm member for good: installs missing prerequisites\n"
+           "with the host's package manager, writes /etc/farmhand/agent.json (0600),\n"
+           "creates farmhand's directories, installs and enables farmhand.service and\n"
+           "runs the first apply. Safe to run again. Replacing a different server or\n"
+           "token needs --force.\n";
+  }
+  if (command == "daemon") {
+    return "Usage: farmhand daemon\n\n"
+           "The agent service (farmhand.service runs it): reconciles the host at start\n"
+           "(host network, containers that should run), then watches the containers'\n"
+           "network health. SIGHUP reconciles again; SIGTERM stops it.\n";
   }
   if (command == "run") {
     return "Usage: farmhand [--config FILE] [--root DIR] run NAME [-- COMMAND...]\n\n"
@@ -344,7 +420,11 @@ const char* usage(const std::string& command) {
          "  apply              make the host match the configuration\n"
          "  status [--json]    list the build containers\n"
          "  destroy NAME       remove a managed container\n"
+         "  start|stop|restart NAME  control a container's systemd-nspawn@ unit\n"
+         "  shell NAME         open a shell in a running container\n"
          "  run NAME [-- CMD]  boot a container in the foreground (no systemd needed)\n"
+         "  enroll             make this host a farm member (service, config, first apply)\n"
+         "  daemon             the agent service itself (run by farmhand.service)\n"
          "  version            print the version\n\n"
          "Options:\n"
          "  --config FILE  configuration (default /etc/farmhand/agent.json under --root)\n"

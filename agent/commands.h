@@ -3,12 +3,10 @@
 #pragma once
 
 #include "agent/cli.h"
+#include "agent/wiring.h"
 
 namespace farmhand::agent {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailed = 1;
-inline constexpr int kExitUsage = 2;
 
 int cmd_check_config(const Invocation& inv);
 int cmd_plan(const Invocation& inv);
@@ -16,6 +14,12 @@ int cmd_apply(const Invocation& inv);
 int cmd_status(const Invocation& inv);
 int cmd_destroy(const Invocation& inv);
 int cmd_run(const Invocation& inv);
+int cmd_start(const Invocation& inv);
+int cmd_stop(const Invocation& inv);
+int cmd_restart(const Invocation& inv);
+int cmd_shell(const Invocation& inv);
+int cmd_enroll(const Invocation& inv);
+int cmd_daemon(const Invocation& inv);
 
 // Usage text of one command, or of farmhand as a whole for "".
 const char* usage(const std::string& command);

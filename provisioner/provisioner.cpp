@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -634,7 +635,7 @@ Status Provisioner::destroy(const std::string& name, ApplyReporter& reporter) {
   return impl_->destroy(reporter, *apply_id, *rec);
 }
 
-Result<std::vector<ContainerStatus>> Provisioner::status() {
+Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::milliseconds health_timeout) {
   if (auto s = impl_->open_state_if_present(); !s) return s.error();
   auto recs = impl_->records();
   if (!recs) return recs.error();
@@ -653,6 +654,8 @@ Result<std::vector<ContainerStatus>> Provisioner::status() {
     cs.release = j.value("release", "");
     cs.arch = j.value("arch", "");
     cs.boot = j.value("boot", false);
+    cs.network_mode = j.value("network_mode", "veth");
+    cs.link = j.value("link", "");
   };
   for (const auto& [name, rec] : *recs) {
     ContainerStatus cs;
@@ -685,7 +688,100 @@ Result<std::vector<ContainerStatus>> Provisioner::status() {
     cs.state = "planned";
     out.push_back(std::move(cs));
   }
+  if (health_timeout.count() > 0) {
+    auto health = network_health(health_timeout);
+    if (!health) return health.error();
+    for (auto& cs : out) {
+      if (auto it = health->find(cs.name); it != health->end()) cs.health = it->second;
+    }
+  }
   return out;
+}
+
+NetworkChoice Provisioner::network_choice() { return impl_->network_choice(); }
+
+Result<std::map<std::string, NetworkHealth>> Provisioner::network_health(std::chrono::milliseconds timeout) {
+  std::map<std::string, NetworkHealth> out;
+  if (impl_->systemd == nullptr) return out;
+  if (auto s = impl_->open_state_if_present(); !s) return s.error();
+  auto recs = impl_->records();
+  if (!recs) return recs.error();
+  std::map<std::string, Cidr> subnets;
+  if (impl_->state) {
+    auto s = impl_->state->subnets();
+    if (!s) return s.error();
+    subnets = *s;
+  }
+  std::vector<std::pair<std::string, pid_t>> running;
+  for (const auto& [name, rec] : *recs) {
+    if (rec.phase != Phase::kReady || subnets.count(name) == 0) continue;
+    auto leader = impl_->systemd->machine_leader(name);
+    if (!leader) return leader.error();
+    if (*leader) running.emplace_back(name, **leader);
+  }
+  // In parallel: a container still booting must not delay the others.
+  std::vector<NetworkHealth> results(running.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < running.size(); ++i) {
+    const std::string gateway = subnets.at(running[i].first).host(kGatewayOffset);
+    threads.emplace_back([&results, i, pid = running[i].second, gateway, timeout] {
+      results[i] = check_network_health(pid, gateway, timeout);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < running.size(); ++i) out[running[i].first] = results[i];
+  return out;
+}
+
+Result<std::vector<std::string>> Provisioner::start_boot_containers(ApplyReporter& reporter) {
+  std::vector<std::string> started;
+  if (impl_->systemd == nullptr) return started;
+  if (auto s = impl_->open_state_if_present(); !s) return s.error();
+  auto recs = impl_->records();
+  if (!recs) return recs.error();
+  for (const auto& [name, rec] : *recs) {
+    if (rec.phase != Phase::kReady) continue;
+    auto j = nlohmann::json::parse(rec.spec_json, nullptr, false);
+    if (j.is_discarded() || !j.value("boot", false)) continue;
+    auto st = impl_->systemd->active_state(unit_of(name));
+    if (!st) return st.error();
+    if (*st == "active" || *st == "activating") continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    reporter.step_started(name, "start " + unit_of(name) + " (was " + *st + ")");
+    Status s = impl_->systemd->start_unit(unit_of(name));
+    reporter.step_finished(name, "start " + unit_of(name) + " (was " + *st + ")",
+                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - t0),
+                           s);
+    if (!s) return s.error();
+    started.push_back(name);
+  }
+  return started;
+}
+
+Status Provisioner::control(const std::string& name, UnitAction action) {
+  if (impl_->systemd == nullptr) {
+    return fail("starting and stopping containers needs a host booted with systemd; use `farmhand run " + name +
+                "` here");
+  }
+  if (auto s = impl_->open_state_if_present(); !s) return s;
+  std::optional<ContainerRecord> rec;
+  if (impl_->state) {
+    auto r = impl_->state->container(name);
+    if (!r) return r.error();
+    rec = *r;
+  }
+  if (!rec) return fail("no container named \"" + name + "\" is managed by farmhand");
+  if (rec->phase != Phase::kReady) {
+    return fail("container \"" + name + "\" is not ready (" + std::string(to_string(rec->phase)) +
+                "): run `farmhand apply` first");
+  }
+  switch (action) {
+    case UnitAction::kStart: return impl_->systemd->start_unit(unit_of(name));
+    case UnitAction::kStop: return impl_->systemd->stop_unit(unit_of(name));
+    case UnitAction::kRestart: return impl_->systemd->restart_unit(unit_of(name));
+  }
+  return {};
 }
 
 Result<ContainerLayout> Provisioner::prepare_to_run(const std::string& name) {

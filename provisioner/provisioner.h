@@ -7,7 +7,9 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "common/fs.h"
 #include "common/process.h"
 #include "common/systemd.h"
+#include "provisioner/net_health.h"
 #include "provisioner/config.h"
 #include "provisioner/plan.h"
 #include "provisioner/recipe.h"
@@ -43,7 +46,14 @@ struct ContainerStatus {
   std::string subnet;
   std::string clone_method;
   bool boot = false;
+  std::string network_mode;  // "veth", "macvlan", "ipvlan"
+  std::string link;          // macvlan/ipvlan parent
+  // Network health of a running veth container, checked from inside it;
+  // unset when not checked (stopped, no systemd, or not a veth network).
+  std::optional<NetworkHealth> health;
 };
+
+enum class UnitAction { kStart, kStop, kRestart };
 
 struct ApplyOutcome {
   Plan plan;      // what apply planned (under its lock) and executed
@@ -66,7 +76,22 @@ class Provisioner {
   Result<ApplyOutcome> apply(ApplyReporter& reporter);
   // Destroys one managed container; unknown names are refused.
   Status destroy(const std::string& name, ApplyReporter& reporter);
-  Result<std::vector<ContainerStatus>> status();
+  // With `health_timeout` > 0, running veth containers are checked from
+  // inside (in parallel), each for up to that long.
+  Result<std::vector<ContainerStatus>> status(std::chrono::milliseconds health_timeout = {});
+
+  // How the host side of the veth networks is (or would be) configured.
+  NetworkChoice network_choice();
+
+  // Checks the network of every running veth container from inside it.
+  Result<std::map<std::string, NetworkHealth>> network_health(std::chrono::milliseconds timeout);
+
+  // Starts every created container with boot on that is not running; the
+  // names started. Needs systemd.
+  Result<std::vector<std::string>> start_boot_containers(ApplyReporter& reporter);
+
+  // Starts, stops or restarts a managed container's systemd-nspawn@ unit.
+  Status control(const std::string& name, UnitAction action);
 
   // The layout of a created container, with its root filesystem mounted if it
   // is an overlay (for `farmhand run` on hosts without systemd).

@@ -42,7 +42,7 @@ testcase_apply_three_containers() {
   assert_contains "$(cat "$ROOT/apply1.log")" "[it-bw-b] clone ("
   fhc status --json
   assert_eq 0 "$RC"
-  assert_eq "ready ready ready" "$(echo "$OUT" | python3 -c 'import json,sys; print(" ".join(c["state"] for c in json.load(sys.stdin)))')"
+  assert_eq "ready ready ready" "$(echo "$OUT" | python3 -c 'import json,sys; print(" ".join(c["state"] for c in json.load(sys.stdin)["containers"]))')"
 }
 
 testcase_build_user_in_each_container() {
