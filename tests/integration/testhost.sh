@@ -2,12 +2,27 @@
 # systemd-nspawn, standing in for a build host with systemd as PID 1.
 # Sourced by tests after lib.sh.
 #
-# The image is cached in $TEST_CACHE/testhost-KEY, where KEY covers this
-# file, so any change to how it is built rebuilds it rather than reusing it.
+# A test picks a flavor by setting TESTHOST_FLAVOR before sourcing:
+#   minimal   systemd and systemd-container only
+#   nm        NetworkManager and firewalld, as on a desktop-style build host
+#   networkd  systemd-networkd, systemd-resolved and nftables, no NetworkManager
+# Every flavor has the tools the tests use inside it (ping, dig, socat) and
+# farmhand's prerequisites, since the test host has no route out.
+#
+# The image is cached in $TEST_CACHE/testhost-FLAVOR-KEY, where KEY covers
+# this file, so any change to how it is built rebuilds it rather than
+# reusing it.
 
+TESTHOST_FLAVOR=${TESTHOST_FLAVOR:-minimal}
 TESTHOST_PACKAGES=(systemd-container libsqlite3-0 iproute2)
+case $TESTHOST_FLAVOR in
+  minimal) ;;
+  nm) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat network-manager firewalld nftables) ;;
+  networkd) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat systemd-resolved nftables) ;;
+  *) echo "unknown TESTHOST_FLAVOR $TESTHOST_FLAVOR" >&2; exit 1 ;;
+esac
 TESTHOST_KEY=$(cat "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
-TESTHOST_IMAGE=$TEST_CACHE/testhost-$TESTHOST_KEY
+TESTHOST_IMAGE=$TEST_CACHE/testhost-$TESTHOST_FLAVOR-$TESTHOST_KEY
 
 # Builds the image once, into a partial directory renamed when complete.
 testhost_image() {
@@ -22,7 +37,12 @@ testhost_image() {
     --setenv=DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${TESTHOST_PACKAGES[@]}" >>"$partial.log" 2>&1 ||
     { tail -20 "$partial.log"; return 1; }
-  rm -f "$partial/etc/resolv.conf" "$partial.log"
+  if [ "$TESTHOST_FLAVOR" = networkd ]; then
+    systemd-nspawn --register=no --keep-unit -q -D "$partial" systemctl enable systemd-networkd \
+      >>"$partial.log" 2>&1 || { tail -20 "$partial.log"; return 1; }
+  fi
+  rm -f "$partial.log"
+  [ -L "$partial/etc/resolv.conf" ] || rm -f "$partial/etc/resolv.conf"
   echo fhost > "$partial/etc/hostname"
   mv "$partial" "$TESTHOST_IMAGE"
 }

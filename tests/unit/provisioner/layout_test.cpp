@@ -11,23 +11,13 @@
 
 #include "common/fs.h"
 #include "common/hash.h"
+#include "tests/unit/golden.h"
 
 namespace farmhand::provisioner {
 namespace {
 
-const std::string kGoldenDir = std::string(FARMHAND_TEST_DATA_DIR) + "/golden/layout/";
-
 void expect_golden(const std::string& name, const std::string& actual) {
-  const std::string path = kGoldenDir + name;
-  const char* update = std::getenv("FARMHAND_UPDATE_GOLDEN");
-  if (update != nullptr && std::string(update) == "1") {
-    ASSERT_TRUE(write_file_atomic(path, actual).ok()) << path;
-    return;
-  }
-  auto want = read_file_if_exists(path);
-  ASSERT_TRUE(want.ok()) << want.error().message();
-  ASSERT_TRUE(want->has_value()) << path << " is missing; run with FARMHAND_UPDATE_GOLDEN=1";
-  EXPECT_EQ(actual, **want) << "differs from " << path;
+  test::expect_golden("layout", name, actual);
 }
 
 AgentConfig config() {
