@@ -162,6 +162,7 @@ int cmd_status(const Invocation& inv) {
                                     {"arch", r.arch},
                                     {"state", r.state},
                                     {"address", r.address},
+                                    {"gateway", r.gateway},
                                     {"subnet", r.subnet},
                                     {"clone_method", r.clone_method},
                                     {"boot", r.boot},

@@ -113,10 +113,23 @@ int cmd_daemon(const Invocation& inv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
+  // While reconciling (which can wait long for a container's network), a
+  // stop request ends the process at once: every apply step is journaled
+  // and resumes at the next start. SIGHUP stays blocked until the loop.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  auto reconcile_stoppable = [&] {
+    sigprocmask(SIG_UNBLOCK, &stop, nullptr);
+    std::string summary = reconcile(inv);
+    sigprocmask(SIG_BLOCK, &stop, nullptr);
+    return summary;
+  };
 
   notify_service_manager("READY=1\nSTATUS=reconciling");
   log::notice("farmhand agent started: reconciling the host");
-  notify_service_manager("STATUS=" + reconcile(inv));
+  notify_service_manager("STATUS=" + reconcile_stoppable());
   std::map<std::string, bool> last;
   for (;;) {
     timespec wait{static_cast<time_t>(kHealthInterval.count()), 0};
@@ -129,7 +142,7 @@ int cmd_daemon(const Invocation& inv) {
     if (sig == SIGHUP) {
       notify_service_manager("RELOADING=1\nSTATUS=reconciling");
       log::notice("reload requested: reconciling the host");
-      std::string summary = reconcile(inv);
+      std::string summary = reconcile_stoppable();
       notify_service_manager("READY=1\nSTATUS=" + summary);
       continue;
     }

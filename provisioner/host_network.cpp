@@ -203,8 +203,12 @@ std::string firewalld_policy_name(const std::string& zone) { return zone + "-egr
 
 std::string render_nm_conf() {
   UnitFile f(kManagedHeader);
-  // NetworkManager leaves veth devices alone by default; the host ends of
-  // the containers' links must be managed for their shared connections.
+  // No automatic DHCP "Wired connection" on a new ve- link: it would hold
+  // the link until it times out, ahead of the container's own connection.
+  f.add("main", "no-auto-default+", "interface-name:ve-*");
+  // NetworkManager leaves veth devices alone by default (a udev rule marks
+  // them unmanaged); the host ends of the containers' links must be managed
+  // for their shared connections.
   f.add("device-farmhand-ve", "match-device", "interface-name:ve-*");
   f.add("device-farmhand-ve", "managed", "1");
   return f.str();
@@ -284,14 +288,17 @@ std::string render_firewalld_zone(const NetworkChoice& choice, const std::vector
   }
   out += "  <service name=\"dhcp\"/>\n  <service name=\"dns\"/>\n";
   out += "  <port port=\"53\" protocol=\"udp\"/>\n  <port port=\"53\" protocol=\"tcp\"/>\n";
+  // Masquerading in a zone applies to traffic leaving through the zone's
+  // interfaces; the containers' traffic out is masqueraded by the policy.
   out += "  <masquerade/>\n";
-  out += "  <forward/>\n";
   out += "</zone>\n";
   return out;
 }
 
 std::string render_firewalld_policy(const std::string& zone) {
   std::string out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!-- " + std::string(kManagedHeader) + " -->\n";
+  // Without a policy, firewalld rejects traffic forwarded from the zone
+  // (its default target), whatever the zone's masquerade says.
   out += "<policy target=\"ACCEPT\">\n";
   out += "  <short>" + firewalld_policy_name(zone) + "</short>\n";
   out += "  <description>farmhand: traffic from the build containers may leave the host, masqueraded.</description>\n";

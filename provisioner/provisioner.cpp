@@ -672,6 +672,7 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
     if (auto it = subnets.find(name); it != subnets.end()) {
       cs.subnet = it->second.str();
       cs.address = it->second.host(kContainerOffset);
+      cs.gateway = it->second.host(kGatewayOffset);
     }
     if (impl_->systemd != nullptr && cs.state == "ready") {
       auto active = impl_->systemd->active_state(unit_of(name));

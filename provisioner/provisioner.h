@@ -43,6 +43,7 @@ struct ContainerStatus {
   std::string arch;
   std::string state;      // "ready", "creating", "destroying", "missing", "planned"
   std::string address;    // container address, "192.168.80.9"
+  std::string gateway;    // the host end of its veth link, "192.168.80.1"
   std::string subnet;
   std::string clone_method;
   bool boot = false;

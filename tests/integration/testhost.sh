@@ -17,7 +17,10 @@ TESTHOST_FLAVOR=${TESTHOST_FLAVOR:-minimal}
 TESTHOST_PACKAGES=(systemd-container libsqlite3-0 iproute2)
 case $TESTHOST_FLAVOR in
   minimal) ;;
-  nm) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat network-manager firewalld nftables) ;;
+  # netbase: firewalld fails to start without /etc/protocols. dnsmasq-base:
+  # only recommended by network-manager, and its shared mode needs it.
+  nm) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat network-manager firewalld nftables
+                          netbase dnsmasq-base) ;;
   networkd) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat systemd-resolved nftables) ;;
   *) echo "unknown TESTHOST_FLAVOR $TESTHOST_FLAVOR" >&2; exit 1 ;;
 esac
@@ -37,6 +40,12 @@ testhost_image() {
     --setenv=DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${TESTHOST_PACKAGES[@]}" >>"$partial.log" 2>&1 ||
     { tail -20 "$partial.log"; return 1; }
+  if [ "$TESTHOST_FLAVOR" = nm ]; then
+    # The tests' own "upstream" link is not NetworkManager's to configure.
+    mkdir -p "$partial/etc/NetworkManager/conf.d"
+    printf '[main]\nno-auto-default+=interface-name:fhup*\n\n[device-fh-upstream]\nmatch-device=interface-name:fhup*\nmanaged=0\n' \
+      > "$partial/etc/NetworkManager/conf.d/80-fh-upstream.conf"
+  fi
   if [ "$TESTHOST_FLAVOR" = networkd ]; then
     systemd-nspawn --register=no --keep-unit -q -D "$partial" systemctl enable systemd-networkd \
       >>"$partial.log" 2>&1 || { tail -20 "$partial.log"; return 1; }

@@ -1,0 +1,77 @@
+# Network checks for the booted-test-host system tests, from inside the
+# containers. Sourced after lib.sh and testhost.sh.
+#
+# "Upstream" stands in for the outside network: a network namespace inside
+# the test host, joined to it by a veth pair (test host 10.99.0.1, upstream
+# 10.99.0.2), with a TCP listener that answers every connection with the
+# source address it sees. A container whose connection is masqueraded is
+# seen as 10.99.0.1.
+
+UPSTREAM_HOST_ADDR=10.99.0.1
+UPSTREAM_ADDR=10.99.0.2
+UPSTREAM_NAME=upstream.farm.test
+
+# Creates the upstream namespace and its listener inside the test host. The
+# listener is a transient unit of the test host, so it lasts until the test
+# host powers off.
+upstream_start() {
+  in_testhost ip netns add up
+  in_testhost ip link add fhup0 type veth peer name fhup1 netns up
+  in_testhost ip address add "$UPSTREAM_HOST_ADDR/24" dev fhup0
+  in_testhost ip link set fhup0 up
+  in_testhost ip -n up address add "$UPSTREAM_ADDR/24" dev fhup1
+  in_testhost ip -n up link set fhup1 up
+  in_testhost ip -n up link set lo up
+  # No route back from upstream: only masqueraded traffic can be answered.
+  in_testhost systemd-run --unit=fh-upstream --quiet ip netns exec up \
+    socat TCP-LISTEN:8080,fork,reuseaddr 'SYSTEM:echo $SOCAT_PEERADDR'
+  wait_for 20 nsenter -t "$(testhost_leader)" -a ip netns exec up bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080'
+}
+
+# The test host's pid of a running container's init.
+container_leader() {
+  nsenter -t "$(testhost_leader)" -a machinectl show "$1" -p Leader --value
+}
+
+# In the container's network namespace: ping the gateway.
+assert_gateway_answers() {  # NAME GATEWAY
+  local leader
+  leader=$(container_leader "$1")
+  in_testhost nsenter -t "$leader" -n ping -c 1 -W 2 "$2"
+  assert_eq 0 "$RC" "$1: ping $2 from inside: $OUT"
+}
+
+# In the container's network namespace: a DNS query to the gateway.
+assert_gateway_dns_answers() {  # NAME GATEWAY
+  local leader
+  leader=$(container_leader "$1")
+  in_testhost nsenter -t "$leader" -n dig +time=2 +tries=3 +short "@$2" "$UPSTREAM_NAME"
+  assert_eq 0 "$RC" "$1: DNS query to $2 from inside: $OUT"
+  assert_eq "$UPSTREAM_ADDR" "$OUT" "$1: the gateway's answer for $UPSTREAM_NAME"
+}
+
+# Waits until a container has booted far enough to run commands in it.
+wait_container_booted() {  # NAME
+  wait_for 90 bash -c "nsenter -t $(testhost_leader) -a systemctl -M $1 is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
+}
+
+# Inside the container, through its own resolver and routes: a TCP
+# connection to upstream, which must see the test host's address.
+assert_masqueraded_tcp() {  # NAME
+  wait_container_booted "$1"
+  in_testhost systemd-run -M "$1" --wait --pipe --quiet \
+    bash -c "exec 3<>/dev/tcp/$UPSTREAM_NAME/8080 && cat <&3"
+  assert_eq 0 "$RC" "$1: TCP connection to upstream: $OUT"
+  assert_eq "$UPSTREAM_HOST_ADDR" "$OUT" "$1: the source address upstream sees"
+}
+
+# The gateway of a container, from `farmhand status --json`.
+gateway_of() {
+  farmhand_in_testhost status --json
+  echo "$OUT" | python3 -c '
+import json, sys
+name = sys.argv[1]
+for c in json.load(sys.stdin)["containers"]:
+    if c["name"] == name:
+        print(c["gateway"])' "$1"
+}
