@@ -251,27 +251,42 @@ std::string render_sysctl() {
 }
 
 std::string render_nft(const Cidr& pool) {
+  const std::string p = pool.str();
   std::string out = "# " + std::string(kManagedHeader) + "\n";
   out +=
-      "# Loaded with `nft -f`; the first two lines make reloading replace the table.\n"
+      "# Loaded with `nft -f`: the first lines make loading it again replace the tables.\n"
+      "# A drop policy in another table still applies: nftables has no way to\n"
+      "# override it, so a host firewall must allow the containers itself.\n"
       "table inet farmhand\n"
       "delete table inet farmhand\n"
+      "table ip farmhand_nat\n"
+      "delete table ip farmhand_nat\n"
+      "\n"
       "table inet farmhand {\n"
+      "\t# From the containers, the host answers DNS, DHCP and ping, nothing else.\n"
       "\tchain input {\n"
       "\t\ttype filter hook input priority filter; policy accept;\n"
-      "\t\tiifname \"ve-*\" udp dport { 53, 67 } accept\n"
-      "\t\tiifname \"ve-*\" tcp dport 53 accept\n"
+      "\t\tiifname != \"ve-*\" accept\n"
+      "\t\tct state established,related accept\n"
+      "\t\tudp dport { 53, 67 } accept\n"
+      "\t\ttcp dport 53 accept\n"
+      "\t\ticmp type echo-request accept\n"
+      "\t\tdrop\n"
       "\t}\n"
+      "\t# Out of the containers, and answers back; not from one container to another.\n"
       "\tchain forward {\n"
       "\t\ttype filter hook forward priority filter; policy accept;\n"
-      "\t\tct state established,related accept\n"
-      "\t\tiifname \"ve-*\" accept\n"
+      "\t\tiifname \"ve-*\" oifname \"ve-*\" drop\n"
+      "\t\tiifname \"ve-*\" ip saddr " + p + " accept\n"
+      "\t\toifname \"ve-*\" ct state established,related accept\n"
+      "\t\toifname \"ve-*\" drop\n"
       "\t}\n"
+      "}\n"
+      "\n"
+      "table ip farmhand_nat {\n"
       "\tchain postrouting {\n"
       "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-      "\t\tip saddr " +
-      pool.str() +
-      " oifname != \"ve-*\" masquerade\n"
+      "\t\tip saddr " + p + " oifname != \"ve-*\" masquerade\n"
       "\t}\n"
       "}\n";
   return out;
@@ -353,7 +368,6 @@ HostNetworkLayout make_host_network(const NetworkChoice& choice, const Cidr& poo
       break;
     case FirewallBackend::kNftables:
       l.files[kNftFile] = render_nft(pool);
-      if (choice.backend == NetworkBackend::kNetworkd) l.files[kSysctlFile] = render_sysctl();
       break;
     case FirewallBackend::kNone:
     case FirewallBackend::kAuto:
@@ -407,7 +421,9 @@ DropinNetworkLines dropin_network_lines(const NetworkChoice& choice, const std::
   }
   if (choice.firewall == FirewallBackend::kFirewalld) d.after.push_back("firewalld.service");
   if (choice.firewall == FirewallBackend::kNftables) {
-    d.exec_start_pre.push_back({kNftTool, "-f", kNftFile});
+    // "-": a container still starts if the rules cannot be loaded; its
+    // network health then says why it cannot get out.
+    d.exec_start_pre.push_back({"-" + std::string(kNftTool), "-f", kNftFile});
   }
   return d;
 }

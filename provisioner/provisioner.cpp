@@ -251,6 +251,30 @@ struct Provisioner::Impl {
     return o;
   }
 
+  // The plain backend relies on the kernel forwarding IPv4, which
+  // /etc/sysctl.d sets at boot where systemd-sysctl can (not in a
+  // container host); every apply makes sure of it at run time.
+  static constexpr const char* kIpForwardKnob = "/proc/sys/net/ipv4/ip_forward";
+
+  bool ip_forward_off(const NetworkChoice& c) const {
+    if (systemd == nullptr || !c.configure || c.backend != NetworkBackend::kPlain) return false;
+    auto now = read_file(kIpForwardKnob);
+    return !now || now->rfind("1", 0) != 0;
+  }
+
+  Status ensure_ip_forward(ApplyReporter& rep, int64_t apply_id, const NetworkChoice& c) {
+    if (!ip_forward_off(c)) return {};
+    const char* knob = kIpForwardKnob;
+    return step(rep, apply_id, "host", "enable IPv4 forwarding (it was off)", [&]() -> Status {
+      FILE* f = std::fopen(knob, "we");
+      if (f == nullptr) return fail(std::string("cannot open ") + knob + ": " + errno_text(errno));
+      bool ok = std::fputs("1\n", f) >= 0;
+      ok = std::fclose(f) == 0 && ok;
+      if (!ok) return fail(std::string("cannot write ") + knob + ": " + errno_text(errno));
+      return {};
+    });
+  }
+
   // Runs a host tool found on PATH; a failure carries its output.
   Status tool(const std::vector<std::string>& argv) {
     auto path = find_program(argv[0]);
@@ -283,14 +307,13 @@ struct Provisioner::Impl {
                          [&](const std::string& p) { return p.rfind(dir_or_file, 0) == 0; });
     };
     const NetworkChoice& c = want.choice;
-    if (any(kSysctlFile) && want.files.count(kSysctlFile)) {
-      if (auto s = tool({"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}); !s) return s;
-    }
+
     if (any(kNftFile)) {
       if (want.files.count(kNftFile)) {
         if (auto s = tool({"nft", "-f", kNftFile}); !s) return s;
       } else {
         (void)tool({"nft", "delete", "table", "inet", "farmhand"});
+        (void)tool({"nft", "delete", "table", "ip", "farmhand_nat"});
       }
     }
     if (any(kFirewalldZoneDir) || any(kFirewalldPolicyDir)) {
@@ -554,7 +577,7 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
     for (const auto& c : plan.conflicts) all += (all.empty() ? "" : "\n") + c;
     return fail(all);
   }
-  if (!plan.has_work()) return outcome;
+  if (!plan.has_work() && !impl_->ip_forward_off(plan.host_network.choice)) return outcome;
   if (auto s = impl_->open_state(); !s) return s.error();
   if (!lock) {
     auto l = FileLock::acquire(state_dir / "apply.lock");
@@ -581,6 +604,10 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
     if (c.layout) subnets[c.name] = c.layout->subnet;
   }
   if (auto s = impl_->state->set_subnets(subnets); !s) return s.error();
+  if (auto s = impl_->ensure_ip_forward(reporter, *apply_id, plan.host_network.choice); !s) {
+    outcome.result = s;
+    return outcome;
+  }
   if (plan.host_change.has_work()) {
     const NetworkChoice& net = plan.host_network.choice;
     std::string what = net.configure ? "host network (" + std::string(to_string(net.backend)) + ", firewall " +

@@ -75,3 +75,46 @@ for c in json.load(sys.stdin)["containers"]:
     if c["name"] == name:
         print(c["gateway"])' "$1"
 }
+
+# Sets the containers of the test host's agent.json, keeping the rest.
+set_containers() {  # AGENT_JSON NAME...
+  python3 - "$@" <<'PY'
+import json, sys
+path, names = sys.argv[1], sys.argv[2:]
+with open(path) as f:
+    c = json.load(f)
+c["containers"] = [{"name": n, "distro": "debian", "release": "bookworm", "arch": "amd64",
+                    "packages": ["cmake", "openssh-server"]} for n in names]
+with open(path + ".new", "w") as f:
+    json.dump(c, f, indent=2)
+PY
+  chmod 600 "$1.new"
+  mv "$1.new" "$1"
+}
+
+# Every check from inside each named container: ping and DNS to its
+# gateway, and a masqueraded TCP connection upstream.
+assert_traffic_from_inside() {  # NAME...
+  local n gw
+  for n in "$@"; do
+    gw=$(gateway_of "$n")
+    assert_gateway_answers "$n" "$gw"
+    assert_gateway_dns_answers "$n" "$gw"
+    assert_masqueraded_tcp "$n"
+  done
+}
+
+# Powers the test host off and boots it again, runs no farmhand command,
+# and waits until every container runs with a healthy network and the
+# agent has reconciled. Prints the time from boot to all healthy.
+reboot_and_wait_healthy() {  # NAME...
+  testhost_poweroff
+  local t0=$SECONDS n
+  testhost_boot "${BOOT_ARGS[@]}"
+  for n in "$@"; do
+    wait_for 120 nsenter -t "$(testhost_leader)" -a systemctl is-active "systemd-nspawn@$n"
+  done
+  wait_for 120 bash -c "nsenter -t $(testhost_leader) -a /opt/farmhand/farmhand status | grep -c ' healthy' | grep -qx $#"
+  echo "    boot to all $# container networks healthy: $((SECONDS - t0)) s"
+  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service -b --no-pager | grep -q 'reconcile: nothing to fix; $# of $# running container network(s) healthy'"
+}

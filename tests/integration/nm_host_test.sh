@@ -57,18 +57,7 @@ testcase_enroll_again_is_a_no_op() {
 }
 
 testcase_apply_three_containers() {
-  python3 - "$AGENT_JSON" "${NAMES[@]}" <<'PY'
-import json, sys
-path, names = sys.argv[1], sys.argv[2:]
-with open(path) as f:
-    c = json.load(f)
-c["containers"] = [{"name": n, "distro": "debian", "release": "bookworm", "arch": "amd64",
-                    "packages": ["cmake", "openssh-server"]} for n in names]
-with open(path + ".new", "w") as f:
-    json.dump(c, f, indent=2)
-PY
-  mv "$AGENT_JSON.new" "$AGENT_JSON"
-  chmod 600 "$AGENT_JSON"
+  set_containers "$AGENT_JSON" "${NAMES[@]}"
   farmhand_in_testhost apply
   assert_eq 0 "$RC" "apply: $OUT"
   assert_contains "$OUT" "[host] host network (networkmanager, firewall firewalld)"
@@ -106,13 +95,7 @@ testcase_networkmanager_and_firewalld_are_configured() {
 }
 
 testcase_traffic_from_inside_each_container() {
-  local n gw
-  for n in "${NAMES[@]}"; do
-    gw=$(gateway_of "$n")
-    assert_gateway_answers "$n" "$gw"
-    assert_gateway_dns_answers "$n" "$gw"
-    assert_masqueraded_tcp "$n"
-  done
+  assert_traffic_from_inside "${NAMES[@]}"
 }
 
 testcase_status_shows_healthy_networks() {
@@ -133,32 +116,20 @@ testcase_second_apply_is_a_no_op() {
 }
 
 testcase_everything_comes_back_after_reboot() {
-  testhost_poweroff
-  local t0=$SECONDS
-  testhost_boot "${BOOT_ARGS[@]}"
+  reboot_and_wait_healthy "${NAMES[@]}"
   upstream_start
-  # No farmhand command: systemd starts the containers and the agent.
-  local n
-  for n in "${NAMES[@]}"; do
-    wait_for 120 nsenter -t "$(testhost_leader)" -a systemctl is-active "systemd-nspawn@$n"
-  done
-  wait_for 120 bash -c "nsenter -t $(testhost_leader) -a /opt/farmhand/farmhand status | grep -c ' healthy' | grep -qx 3"
-  echo "    boot to all three networks healthy: $((SECONDS - t0)) s"
-  # The agent reconciled at boot and found the containers healthy.
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service -b --no-pager | grep -q 'reconcile: nothing to fix; 3 of 3 running container network(s) healthy'"
-  for n in "${NAMES[@]}"; do
-    assert_gateway_answers "$n" "$(gateway_of "$n")"
-    assert_masqueraded_tcp "$n"
-  done
+  assert_traffic_from_inside "${NAMES[@]}"
 }
 
 testcase_agent_restores_a_deleted_connection() {
   in_testhost nmcli connection delete nm-ve-nm-b
+  assert_eq 0 "$RC" "$OUT"
   in_testhost systemctl restart farmhand.service
-  wait_for 60 nsenter -t "$(testhost_leader)" -a nmcli -g NAME connection show nm-ve-nm-b
-  in_testhost journalctl -u farmhand.service --no-pager
-  assert_contains "$OUT" "reconcile: fixed host network: /etc/NetworkManager/system-connections/nm-ve-nm-b.nmconnection is missing"
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a nsenter -t \$(nsenter -t $(testhost_leader) -a machinectl show nm-b -p Leader --value) -n ping -c1 -W1 $(gateway_of nm-b)"
+  wait_for 60 nsenter -t "$(testhost_leader)" -a nmcli -g connection.id connection show nm-ve-nm-b
+  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'reconcile: fixed host network: /etc/NetworkManager/system-connections/nm-ve-nm-b.nmconnection is missing'"
+  in_testhost nmcli -g GENERAL.CONNECTION device show ve-nm-b
+  assert_eq nm-ve-nm-b "$OUT" "the connection active on ve-nm-b again"
+  assert_gateway_answers nm-b "$(gateway_of nm-b)"
 }
 
 testcase_refuses_networkmanager_and_networkd_both_claiming_veth() {

@@ -160,7 +160,6 @@ TEST(HostNetwork, NetworkdWithNftables) {
   for (const auto& [p, content] : l.files) paths.push_back(p);
   EXPECT_EQ(paths, (std::vector<std::string>{
                        "/etc/farmhand/firewall.nft",
-                       "/etc/sysctl.d/90-farmhand.conf",
                        "/etc/systemd/network/10-farmhand-ve-bookworm-a.network",
                        "/etc/systemd/network/10-farmhand-ve-trixie-b.network",
                        "/etc/systemd/resolved.conf.d/90-farmhand.conf",

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# A build host with systemd-networkd and nftables, and no NetworkManager or
+# firewalld, booted for real: farmhand chooses the networkd backend and the
+# nftables firewall by itself, systemd-resolved answers DNS on each gateway,
+# and the same checks as on a NetworkManager host pass, also after a reboot.
+TESTHOST_FLAVOR=networkd
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/testhost.sh"
+source "$(dirname "$0")/network_checks.sh"
+
+make_root WORK
+HOSTDIR=$WORK/fhost
+BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind="$TEST_CACHE":/var/cache/farmhand)
+testhost_init "$HOSTDIR"
+NAMES=(nd-a nd-b nd-c)
+AGENT_JSON=$HOSTDIR/etc/farmhand/agent.json
+
+testcase_boot_a_test_host() {
+  testhost_image
+  # systemd-resolved serves the test host's /etc/hosts to the containers.
+  grep -q "$UPSTREAM_NAME" "$HOSTDIR/etc/hosts" 2>/dev/null ||
+    { [ -d "$HOSTDIR" ] || cp -a "$TESTHOST_IMAGE" "$HOSTDIR"; echo "$UPSTREAM_ADDR $UPSTREAM_NAME" >> "$HOSTDIR/etc/hosts"; }
+  testhost_boot "${BOOT_ARGS[@]}"
+  in_testhost systemctl is-active systemd-networkd systemd-resolved
+  assert_eq $'active\nactive' "$OUT"
+  in_testhost systemctl is-enabled NetworkManager firewalld
+  [[ "$OUT" != *enabled* ]] || fail "NetworkManager or firewalld enabled: $OUT"
+  upstream_start
+}
+
+testcase_enroll_with_containers_in_place() {
+  # An admin may write the configuration first: enroll applies it.
+  mkdir -p "$HOSTDIR/etc/farmhand"
+  echo '{}' > "$AGENT_JSON"
+  set_containers "$AGENT_JSON" "${NAMES[@]}"
+  local t0=$SECONDS
+  farmhand_in_testhost enroll
+  assert_eq 0 "$RC" "enroll: $OUT"
+  echo "    enroll with three containers took $((SECONDS - t0)) s"
+  assert_contains "$OUT" "[host] host network (networkd, firewall nftables)"
+  local n
+  for n in "${NAMES[@]}"; do
+    assert_contains "$OUT" "[$n] network healthy"
+  done
+  in_testhost systemctl is-active farmhand.service
+  assert_eq active "$OUT"
+}
+
+testcase_networkd_and_nftables_are_configured() {
+  local n gw
+  for n in "${NAMES[@]}"; do
+    gw=$(gateway_of "$n")
+    in_testhost networkctl status "ve-$n"
+    assert_contains "$OUT" "/etc/systemd/network/10-farmhand-ve-$n.network"
+    assert_contains "$OUT" "$gw"
+    in_testhost systemctl is-active "systemd-nspawn@$n"
+    assert_eq active "$OUT"
+  done
+  in_testhost nft list table ip farmhand_nat
+  assert_contains "$OUT" "masquerade"
+  in_testhost nft list table inet farmhand
+  assert_eq 0 "$RC" "$OUT"
+}
+
+testcase_traffic_from_inside_each_container() {
+  assert_traffic_from_inside "${NAMES[@]}"
+}
+
+testcase_status_shows_healthy_networks() {
+  farmhand_in_testhost status
+  assert_eq 0 "$RC" "$OUT"
+  assert_contains "$OUT" "Host network: networkd, firewall nftables"
+  local n
+  for n in "${NAMES[@]}"; do
+    assert_contains "$(echo "$OUT" | grep "^$n ")" "healthy"
+  done
+}
+
+testcase_everything_comes_back_after_reboot() {
+  reboot_and_wait_healthy "${NAMES[@]}"
+  upstream_start
+  assert_traffic_from_inside "${NAMES[@]}"
+}
+
+testcase_status_names_the_reason_of_an_unhealthy_network() {
+  in_testhost systemctl stop systemd-resolved
+  farmhand_in_testhost status
+  assert_contains "$OUT" "nd-a: network unhealthy: no DNS server answers on the gateway"
+  in_testhost systemctl start systemd-resolved
+  farmhand_in_testhost status
+  assert_contains "$(echo "$OUT" | grep '^nd-a ')" "healthy"
+}
+
+testcase_start_stop_restart_and_shell() {
+  farmhand_in_testhost stop nd-c
+  assert_eq 0 "$RC" "$OUT"
+  assert_contains "$OUT" 'Stopped "nd-c".'
+  in_testhost systemctl is-active systemd-nspawn@nd-c
+  assert_eq inactive "$OUT"
+  farmhand_in_testhost status
+  assert_contains "$(echo "$OUT" | grep '^nd-c ')" "stopped"
+  farmhand_in_testhost start nd-c
+  assert_eq 0 "$RC" "$OUT"
+  in_testhost systemctl is-active systemd-nspawn@nd-c
+  assert_eq active "$OUT"
+  local before
+  before=$(container_leader nd-c)
+  farmhand_in_testhost restart nd-c
+  assert_eq 0 "$RC" "$OUT"
+  [ "$(container_leader nd-c)" != "$before" ] || fail "nd-c was not restarted"
+  farmhand_in_testhost start no-such
+  assert_eq 1 "$RC"
+  assert_contains "$OUT" 'no container named "no-such" is managed by farmhand'
+  wait_container_booted nd-a
+  in_testhost /opt/farmhand/farmhand shell nd-a --user sai -- /usr/bin/id -un
+  assert_eq 0 "$RC" "$OUT"
+  assert_contains "$OUT" "sai"
+}
+
+testcase_macvlan_and_ipvlan_containers() {
+  python3 - "$AGENT_JSON" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    c = json.load(f)
+for name, mode in (("nd-mac", "macvlan"), ("nd-ipv", "ipvlan")):
+    c["containers"].append({"name": name, "distro": "debian", "release": "bookworm", "arch": "amd64",
+                            "packages": ["cmake", "openssh-server"],
+                            "network": {"mode": mode, "link": "host0"}})
+with open(path, "w") as f:
+    json.dump(c, f, indent=2)
+PY
+  farmhand_in_testhost apply
+  assert_eq 0 "$RC" "apply: $OUT"
+  assert_file_eq "$HOSTDIR/etc/systemd/nspawn/nd-mac.nspawn" "$(cat <<'NSPAWN'
+# Managed by farmhand: `farmhand apply` rewrites this file.
+
+[Exec]
+Boot=yes
+PrivateUsers=no
+
+[Network]
+MACVLAN=host0
+NSPAWN
+)"
+  local n ifname
+  for n in nd-mac nd-ipv; do
+    in_testhost systemctl is-active "systemd-nspawn@$n"
+    assert_eq active "$OUT" "$n"
+    ifname=$([ $n = nd-mac ] && echo mv-host0 || echo iv-host0)
+    wait_container_booted "$n"
+    in_testhost systemd-run -M "$n" --wait --pipe --quiet ls /sys/class/net
+    assert_contains "$OUT" "$ifname" "$n's interfaces"
+    assert_missing "$HOSTDIR/etc/systemd/network/10-farmhand-ve-$n.network"
+  done
+  farmhand_in_testhost status
+  assert_contains "$(echo "$OUT" | grep '^nd-mac ')" "macvlan on host0"
+  assert_contains "$(echo "$OUT" | grep '^nd-ipv ')" "ipvlan on host0"
+}
+
+run_testcases
