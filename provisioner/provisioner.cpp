@@ -601,7 +601,7 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
   }
   std::map<std::string, Cidr> subnets;
   for (const auto& c : plan.changes) {
-    if (c.layout) subnets[c.name] = c.layout->subnet;
+    if (c.layout && c.layout->spec.network.mode == NetworkMode::kVeth) subnets[c.name] = c.layout->subnet;
   }
   if (auto s = impl_->state->set_subnets(subnets); !s) return s.error();
   if (auto s = impl_->ensure_ip_forward(reporter, *apply_id, plan.host_network.choice); !s) {

@@ -3,8 +3,9 @@
 # installs dependencies, builds and installs farmhand, applies
 # conf/examples/demo.json (a Debian bookworm container with the CI build
 # packages and a `sai` build user), and shows it working.
-# Works with systemd as PID 1 (the container is enabled and started through
-# systemd-nspawn@demo) and without it (the container is run directly).
+# With systemd as PID 1 the host is enrolled (`farmhand enroll`: agent
+# service, first apply, container started as systemd-nspawn@demo); without
+# it the container is applied and run directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,30 +16,42 @@ CONFIG=$PWD/conf/examples/demo.json
 
 echo "== farmhand check-config"
 $FH check-config "$CONFIG"
-echo "== farmhand plan"
-$FH --config "$CONFIG" plan
-echo "== farmhand apply"
-$FH --config "$CONFIG" apply
-echo "== farmhand apply (again: nothing to do)"
-$FH --config "$CONFIG" apply
 
 if [ -d /run/systemd/system ]; then
-  echo "== the container runs under systemd-nspawn@demo"
-  systemctl --no-pager status systemd-nspawn@demo | head -5 || true
-  NEXT="machinectl shell demo"
+  # A host booted with systemd becomes a farm member: enroll installs the
+  # agent service and applies the configuration, now and at every boot.
+  if [ ! -e /etc/farmhand/agent.json ]; then
+    install -D -m 600 "$CONFIG" /etc/farmhand/agent.json
+  else
+    echo "== keeping the existing /etc/farmhand/agent.json"
+  fi
+  echo "== farmhand enroll"
+  $FH enroll
+  echo "== farmhand status"
+  $FH status
+  systemctl --no-pager status farmhand.service | head -5 || true
+  NEXT="farmhand shell demo --user sai"
+  REMOVE="$FH destroy demo (and remove it from /etc/farmhand/agent.json)"
 else
+  echo "== farmhand plan"
+  $FH --config "$CONFIG" plan
+  echo "== farmhand apply"
+  $FH --config "$CONFIG" apply
+  echo "== farmhand apply (again: nothing to do)"
+  $FH --config "$CONFIG" apply
   echo "== no systemd as PID 1 here: running commands in the container directly"
   $FH --config "$CONFIG" run demo -- id sai
   $FH --config "$CONFIG" run demo -- cmake --version | head -1
+  echo "== farmhand status"
+  $FH --config "$CONFIG" status
   NEXT="$FH --config $CONFIG run demo   (boots it in the foreground)"
+  REMOVE="$FH --config $CONFIG destroy demo"
 fi
 
-echo "== farmhand status"
-$FH --config "$CONFIG" status
 cat <<TEXT
 
 The demo container "demo" is ready in /var/lib/machines/demo, with the build
 user sai (uid 883) and its static address on a private veth network.
 Next: $NEXT
-Remove it with: $FH --config $CONFIG destroy demo
+Remove it with: $REMOVE
 TEXT

@@ -118,15 +118,19 @@ testcase_start_stop_restart_and_shell() {
 }
 
 testcase_macvlan_and_ipvlan_containers() {
+  # The kernel allows either macvlan or ipvlan links on one parent: ipvlan
+  # gets a parent of its own.
+  in_testhost ip link add fhlan0 type dummy
+  in_testhost ip link set fhlan0 up
   python3 - "$AGENT_JSON" <<'PY'
 import json, sys
 path = sys.argv[1]
 with open(path) as f:
     c = json.load(f)
-for name, mode in (("nd-mac", "macvlan"), ("nd-ipv", "ipvlan")):
+for name, mode, link in (("nd-mac", "macvlan", "host0"), ("nd-ipv", "ipvlan", "fhlan0")):
     c["containers"].append({"name": name, "distro": "debian", "release": "bookworm", "arch": "amd64",
                             "packages": ["cmake", "openssh-server"],
-                            "network": {"mode": mode, "link": "host0"}})
+                            "network": {"mode": mode, "link": link}})
 with open(path, "w") as f:
     json.dump(c, f, indent=2)
 PY
@@ -147,7 +151,7 @@ NSPAWN
   for n in nd-mac nd-ipv; do
     in_testhost systemctl is-active "systemd-nspawn@$n"
     assert_eq active "$OUT" "$n"
-    ifname=$([ $n = nd-mac ] && echo mv-host0 || echo iv-host0)
+    ifname=$([ $n = nd-mac ] && echo mv-host0 || echo iv-fhlan0)
     wait_container_booted "$n"
     in_testhost systemd-run -M "$n" --wait --pipe --quiet ls /sys/class/net
     assert_contains "$OUT" "$ifname" "$n's interfaces"
@@ -155,7 +159,7 @@ NSPAWN
   done
   farmhand_in_testhost status
   assert_contains "$(echo "$OUT" | grep '^nd-mac ')" "macvlan on host0"
-  assert_contains "$(echo "$OUT" | grep '^nd-ipv ')" "ipvlan on host0"
+  assert_contains "$(echo "$OUT" | grep '^nd-ipv ')" "ipvlan on fhlan0"
 }
 
 run_testcases
