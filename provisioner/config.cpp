@@ -85,6 +85,8 @@ struct ContainerFacts {
   std::optional<std::string> name;  // set when valid
   std::string subnet_pointer;
   std::optional<Cidr> subnet;  // set when given and valid
+  NetworkMode mode = NetworkMode::kVeth;
+  std::string link;            // macvlan/ipvlan parent, when valid
 };
 
 // One pass over the document: fills an AgentConfig and collects the errors.
@@ -494,6 +496,8 @@ class Validator {
       }
     });
     const bool veth = net.mode == NetworkMode::kVeth;
+    facts.mode = net.mode;
+    facts.link = veth ? "" : net.link;
     const Json* link = first_member(v, "link");
     if (veth && link != nullptr) {
       error(child(p, "link"), "only a macvlan or ipvlan network has a parent link");
@@ -585,6 +589,17 @@ class Validator {
           error(a.name_pointer, quote(*a.name) + " collides with " + quote(*b.name) + " (" + b.name_pointer +
                                     "): systemd older than v245 names both host interfaces \"ve-" +
                                     a.name->substr(0, legacy) + "\"");
+          break;
+        }
+      }
+      for (size_t j = 0; !a.link.empty() && j < i; ++j) {
+        const ContainerFacts& b = facts_[j];
+        if (b.link == a.link && b.mode != a.mode) {
+          error(child(a.subnet_pointer.substr(0, a.subnet_pointer.rfind('/')), "link"),
+                quote(a.link) + " already carries " + std::string(to_string(b.mode)) + " links (" +
+                    child(b.subnet_pointer.substr(0, b.subnet_pointer.rfind('/')), "link") +
+                    "): the kernel does not allow " + std::string(to_string(a.mode)) +
+                    " links on the same interface");
           break;
         }
       }

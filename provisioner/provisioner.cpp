@@ -150,6 +150,12 @@ struct Provisioner::Impl {
       } else {
         method = method_for_new_container();
       }
+      if (spec.network.mode != NetworkMode::kVeth && root.is_real_root() &&
+          !path_exists(fs::path("/sys/class/net") / spec.network.link)) {
+        out.conflicts.push_back("container \"" + spec.name + "\": this host has no network interface \"" +
+                                spec.network.link + "\" for its " + std::string(to_string(spec.network.mode)) +
+                                " link");
+      }
       if (spec.network.mode == NetworkMode::kVeth) {
         veths.push_back({spec.name, subnet_of_container});
         if (choice.configure && !host_interface_exact(spec.name)) {

@@ -322,6 +322,12 @@ std::vector<BadConfig> bad_configs() {
         "whitespace or control characters",
         "/containers/5/network/link: \"averyveryverylongname\" is not a valid interface name: 1 to 15 "
         "characters, no '/', ':', whitespace or control characters"}},
+      {"MacvlanAndIpvlanOnOneLink",
+       with_containers(debian(R"("network": {"mode": "macvlan", "link": "eth0"})") + ", " +
+                       debian(R"("network": {"mode": "macvlan", "link": "eth0"})", "b") + ", " +
+                       debian(R"("network": {"mode": "ipvlan", "link": "eth0"})", "c")),
+       {"/containers/2/network/link: \"eth0\" already carries macvlan links (/containers/0/network/link): the "
+        "kernel does not allow ipvlan links on the same interface"}},
       {"HostNetworkSettings",
        R"({"network": {"backend": "wicked", "firewall": "iptables", "zone": "my zone"}})",
        {"/network/backend: unknown network backend \"wicked\" (expected one of: auto, networkmanager, networkd, plain)",

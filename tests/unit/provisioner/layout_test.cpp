@@ -75,6 +75,24 @@ TEST(RenderNetwork, NetworkManagerKeyfile) {
   expect_golden("host0.nmconnection", render_host0_keyfile(kSubnet));
 }
 
+TEST(MakeLayout, MacvlanAndIpvlanContainersUseDhcpOnTheParentsNetwork) {
+  ContainerSpec s = spec();
+  s.network.mode = NetworkMode::kIpvlan;
+  s.network.link = "eth1";
+  ContainerLayout l = make_layout(config(), s, recipe(), Cidr{}, CloneMethod::kCopy, "h");
+  expect_golden("ipvlan.nspawn", l.host_files.at(l.nspawn_file));
+  expect_golden("50-lan.network", l.container_files.at("etc/systemd/network/50-lan.network"));
+  EXPECT_EQ(l.container_files.count("etc/systemd/network/50-host0.network"), 0u);
+  EXPECT_EQ(l.container_files.count("etc/resolv.conf"), 0u);  // from DHCP, not the gateway
+
+  s.network.mode = NetworkMode::kMacvlan;
+  l = make_layout(config(), s, recipe("networkmanager"), Cidr{}, CloneMethod::kCopy, "h");
+  expect_golden("macvlan.nspawn", l.host_files.at(l.nspawn_file));
+  const std::string keyfile = "etc/NetworkManager/system-connections/mv-eth1.nmconnection";
+  expect_golden("mv-eth1.nmconnection", l.container_files.at(keyfile));
+  EXPECT_EQ(l.file_modes.at(keyfile), 0600u);
+}
+
 TEST(RenderHosts, NamesTheContainer) {
   expect_golden("hosts", render_hosts("bookworm-a-build-host"));
 }
