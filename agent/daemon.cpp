@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <memory>
 
 #include "agent/commands.h"
 #include "agent/progress.h"
@@ -23,8 +24,11 @@ constexpr std::chrono::seconds kHealthInterval{60};
 constexpr std::chrono::seconds kBootHealthTimeout{90};
 constexpr std::chrono::seconds kWatchHealthTimeout{5};
 
-// Reconciles once; returns a one-line summary for the service status.
-std::string reconcile(const Invocation& inv) {
+// Reconciles once with the configuration as it is now; keeps the wired
+// provisioner for the health watch. Returns a one-line summary for the
+// service status.
+std::string reconcile(const Invocation& inv, std::unique_ptr<Wired>& kept) {
+  kept.reset();
   auto config = load_config(config_path(inv));
   if (!config) return "configuration invalid: see the log";
   auto wired = wire(inv, std::move(*config));
@@ -32,7 +36,8 @@ std::string reconcile(const Invocation& inv) {
     log::error(wired.error().message());
     return "cannot reach systemd: see the log";
   }
-  provisioner::Provisioner& p = *(*wired)->provisioner;
+  kept = std::move(*wired);
+  provisioner::Provisioner& p = *kept->provisioner;
   ConsoleProgress progress(stdout);
   auto outcome = p.apply(progress);
   size_t fixed = 0;
@@ -77,13 +82,12 @@ std::string reconcile(const Invocation& inv) {
 }
 
 // Logs health changes since the last look.
-void watch(const Invocation& inv, std::map<std::string, bool>& last) {
-  auto config = load_config(config_path(inv));
-  if (!config) return;
-  auto wired = wire(inv, std::move(*config));
-  if (!wired) return;
-  auto health = (*wired)->provisioner->network_health(kWatchHealthTimeout);
-  if (!health) return;
+void watch(provisioner::Provisioner& p, std::map<std::string, bool>& last) {
+  auto health = p.network_health(kWatchHealthTimeout);
+  if (!health) {
+    log::error("checking the containers' networks: ", health.error().message());
+    return;
+  }
   size_t healthy = 0;
   for (const auto& [name, h] : *health) {
     healthy += h.healthy ? 1 : 0;
@@ -120,9 +124,10 @@ int cmd_daemon(const Invocation& inv) {
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
+  std::unique_ptr<Wired> wired;
   auto reconcile_stoppable = [&] {
     sigprocmask(SIG_UNBLOCK, &stop, nullptr);
-    std::string summary = reconcile(inv);
+    std::string summary = reconcile(inv, wired);
     sigprocmask(SIG_BLOCK, &stop, nullptr);
     return summary;
   };
@@ -150,7 +155,7 @@ int cmd_daemon(const Invocation& inv) {
       log::error("waiting for signals: ", errno_text(errno));
       return kExitFailed;
     }
-    watch(inv, last);
+    if (wired) watch(*wired->provisioner, last);
   }
 }
 

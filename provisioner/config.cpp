@@ -372,7 +372,8 @@ class Validator {
   }
 
   void container(const Json& v, const std::string& p) {
-    ContainerFacts facts{child(p, "name"), std::nullopt, child(child(p, "network"), "subnet"), std::nullopt};
+    ContainerFacts facts{child(p, "name"), std::nullopt, child(child(p, "network"), "subnet"), std::nullopt,
+                         NetworkMode::kVeth, ""};
     if (!expect(v.is_object(), v, p, "an object")) return;
     ContainerSpec spec;
     spec.build_packages = kDefaults.build_packages;

@@ -228,13 +228,15 @@ std::string render_nm_connection(const std::string& container, const Cidr& subne
   return f.str();
 }
 
-std::string render_host_networkd(const std::string& container, const Cidr& subnet) {
+std::string render_host_networkd(const std::string& container, const Cidr& subnet, bool masquerade) {
   UnitFile f(kManagedHeader);
   f.add("Match", "Name", host_interface(container));
   f.add("Network", "Address", gateway_cidr(subnet));
   f.add("Network", "LinkLocalAddressing", "no");
   f.add("Network", "ConfigureWithoutCarrier", "yes");
   f.add("Network", "IPForward", "ipv4");
+  // With no firewall backend to do it, networkd masquerades the subnet itself.
+  if (masquerade) f.add("Network", "IPMasquerade", "ipv4");
   return f.str();
 }
 
@@ -325,7 +327,11 @@ std::string render_firewalld_policy(const std::string& zone) {
 }
 
 HostNetworkLayout make_host_network(const NetworkChoice& choice, const Cidr& pool,
-                                    const std::vector<VethContainer>& containers) {
+                                    const std::vector<VethContainer>& unsorted) {
+  // By name: the files must not depend on the order containers are listed in.
+  std::vector<VethContainer> containers = unsorted;
+  std::sort(containers.begin(), containers.end(),
+            [](const VethContainer& a, const VethContainer& b) { return a.name < b.name; });
   HostNetworkLayout l;
   l.choice = choice;
   auto dir_and_name = [](const std::string& path) {
@@ -350,7 +356,10 @@ HostNetworkLayout make_host_network(const NetworkChoice& choice, const Cidr& poo
       }
       break;
     case NetworkBackend::kNetworkd:
-      for (const auto& c : containers) l.files[networkd_file(c.name)] = render_host_networkd(c.name, c.subnet);
+      for (const auto& c : containers) {
+        l.files[networkd_file(c.name)] =
+            render_host_networkd(c.name, c.subnet, choice.firewall == FirewallBackend::kNone);
+      }
       l.files[kResolvedConfFile] = render_resolved_conf(containers);
       break;
     case NetworkBackend::kPlain:

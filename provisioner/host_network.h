@@ -103,7 +103,7 @@ std::string firewalld_policy_name(const std::string& zone);
 
 std::string render_nm_conf();
 std::string render_nm_connection(const std::string& container, const Cidr& subnet, const std::string& zone);
-std::string render_host_networkd(const std::string& container, const Cidr& subnet);
+std::string render_host_networkd(const std::string& container, const Cidr& subnet, bool masquerade);
 std::string render_resolved_conf(const std::vector<VethContainer>& containers);
 std::string render_sysctl();
 std::string render_nft(const Cidr& pool);

@@ -50,7 +50,6 @@ struct Provisioner::Impl {
   CommandRunner commands;
   Cloner cloner;
   BaseImages images;
-  ProcessRunner& runner;
   SystemdControl* systemd;
   std::string host_hostname;
   std::optional<StateStore> state;
@@ -64,7 +63,6 @@ struct Provisioner::Impl {
         commands(runner),
         cloner(commands),
         images(root.map(config.paths.cache + "/images"), commands),
-        runner(runner),
         systemd(sd),
         host_hostname(std::move(hn)) {}
 
@@ -338,9 +336,15 @@ struct Provisioner::Impl {
       if (auto s = tool({"nmcli", "connection", "reload"}); !s) return s;
       for (const auto& path : change.write) {
         if (path.rfind(kNmConnectionDir, 0) != 0) continue;
+        // NetworkManager skips a keyfile it does not like without failing
+        // the reload: make sure it has the connection now.
+        const std::string id = fs::path(path).stem().string();
+        if (auto s = tool({"nmcli", "-g", "connection.id", "connection", "show", id}); !s) {
+          return fail("NetworkManager did not load " + path + " (see its log): " + s.error().message());
+        }
         // A running container's link is taken over now; a new one is
         // connected automatically when it appears.
-        std::string name = fs::path(path).stem().string().substr(std::string("nm-ve-").size());
+        std::string name = id.substr(std::string("nm-ve-").size());
         if (!link_exists(host_interface(name))) continue;
         if (auto s = tool({"nmcli", "--wait", "30", "connection", "up", nm_connection_name(name)}); !s) return s;
       }
@@ -665,7 +669,19 @@ Status Provisioner::destroy(const std::string& name, ApplyReporter& reporter) {
   if (!lock) return lock.error();
   auto apply_id = impl_->state->begin_apply();
   if (!apply_id) return apply_id.error();
-  return impl_->destroy(reporter, *apply_id, *rec);
+  if (auto s = impl_->destroy(reporter, *apply_id, *rec); !s) return s;
+  // Its host network entries go with it: what remains is the host network
+  // of the containers that still hold a subnet.
+  auto subnets = impl_->state->subnets();
+  if (!subnets) return subnets.error();
+  std::vector<VethContainer> veths;
+  for (const auto& [n, cidr] : *subnets) veths.push_back({n, cidr});
+  HostNetworkLayout want = make_host_network(impl_->network_choice(), impl_->config.pool, veths);
+  HostNetworkChange change = plan_host_network(want, impl_->observe_host_network(want));
+  if (!change.has_work()) return {};
+  return impl_->step(reporter, *apply_id, "host", "host network", [&] {
+    return impl_->apply_host_network(want, change);
+  });
 }
 
 Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::milliseconds health_timeout) {

@@ -27,6 +27,10 @@ testcase_apply_starts_containers_through_systemd() {
   farmhand_in_testhost apply
   assert_eq 0 "$RC" "apply in the test host: $OUT"
   assert_contains "$OUT" "[sd-a] start systemd-nspawn@sd-a.service  done"
+  # No network manager here: the plain backend (ip, from the unit's drop-in)
+  # and systemd-resolved give sd-a its gateway and DNS.
+  assert_contains "$OUT" "[host] host network (plain, firewall none)"
+  assert_contains "$OUT" "[sd-a] network healthy"
   in_testhost systemctl is-enabled systemd-nspawn@sd-a
   assert_eq enabled "$OUT"
   wait_for 60 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a

@@ -170,6 +170,12 @@ TEST(HostNetwork, NetworkdWithNftables) {
   expect_golden("firewall.nft", l.files.at("/etc/farmhand/firewall.nft"));
 }
 
+TEST(HostNetwork, NetworkdMasqueradesItselfWithoutAFirewall) {
+  EXPECT_NE(render_host_networkd("a", *Cidr::parse("10.0.0.0/24"), true).find("\nIPMasquerade=ipv4\n"),
+            std::string::npos);
+  EXPECT_EQ(render_host_networkd("a", *Cidr::parse("10.0.0.0/24"), false).find("IPMasquerade"), std::string::npos);
+}
+
 TEST(HostNetwork, PlainWithFirewalldBindsInterfacesInTheZone) {
   HostFacts f;
   f.firewalld = true;
