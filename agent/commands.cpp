@@ -61,6 +61,20 @@ void print_plan(const provisioner::Plan& plan) {
 
 constexpr std::chrono::seconds kStatusHealthTimeout{3};
 
+// Splits arguments at the first "--": the command's own, and the command
+// to run in the container.
+void split_command(const std::vector<std::string>& args, std::vector<std::string>& own,
+                   std::vector<std::string>& command) {
+  bool after = false;
+  for (const auto& a : args) {
+    if (!after && a == "--") {
+      after = true;
+    } else {
+      (after ? command : own).push_back(a);
+    }
+  }
+}
+
 void print_plan_with_host(const provisioner::Plan& plan) {
   print_plan(plan);
   if (plan.host_change.has_work()) {
@@ -222,16 +236,9 @@ int cmd_stop(const Invocation& inv) { return control(inv, provisioner::UnitActio
 int cmd_restart(const Invocation& inv) { return control(inv, provisioner::UnitAction::kRestart, "Restarted"); }
 
 int cmd_shell(const Invocation& inv) {
-  std::vector<std::string> command;
   std::vector<std::string> own;
-  bool after = false;
-  for (const auto& a : inv.args) {
-    if (!after && a == "--") {
-      after = true;
-    } else {
-      (after ? command : own).push_back(a);
-    }
-  }
+  std::vector<std::string> command;
+  split_command(inv.args, own, command);
   std::string user = "root";
   std::string name;
   for (size_t i = 0; i < own.size(); ++i) {
@@ -302,16 +309,9 @@ int cmd_destroy(const Invocation& inv) {
 }
 
 int cmd_run(const Invocation& inv) {
-  std::vector<std::string> command;
   std::vector<std::string> own;
-  bool after = false;
-  for (const auto& a : inv.args) {
-    if (!after && a == "--") {
-      after = true;
-    } else {
-      (after ? command : own).push_back(a);
-    }
-  }
+  std::vector<std::string> command;
+  split_command(inv.args, own, command);
   if (own.size() != 1 || own[0].empty() || own[0][0] == '-') {
     std::fprintf(stderr, "farmhand run: expected NAME\n%s", usage("run"));
     return kExitUsage;

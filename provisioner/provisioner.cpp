@@ -205,6 +205,12 @@ struct Provisioner::Impl {
     return o;
   }
 
+  // The subnets state.db holds, by container; none before the first apply.
+  Result<std::map<std::string, Cidr>> subnets() {
+    if (!state) return std::map<std::string, Cidr>{};
+    return state->subnets();
+  }
+
   Result<std::map<std::string, ContainerRecord>> records() {
     std::map<std::string, ContainerRecord> out;
     if (!state) return out;
@@ -688,12 +694,9 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
   if (auto s = impl_->open_state_if_present(); !s) return s.error();
   auto recs = impl_->records();
   if (!recs) return recs.error();
-  std::map<std::string, Cidr> subnets;
-  if (impl_->state) {
-    auto s = impl_->state->subnets();
-    if (!s) return s.error();
-    subnets = *s;
-  }
+  auto subnets_held = impl_->subnets();
+  if (!subnets_held) return subnets_held.error();
+  const std::map<std::string, Cidr>& subnets = *subnets_held;
   std::vector<ContainerStatus> out;
   std::set<std::string> seen;
   auto fill = [&](ContainerStatus& cs, const std::string& json) {
@@ -756,12 +759,9 @@ Result<std::map<std::string, NetworkHealth>> Provisioner::network_health(std::ch
   if (auto s = impl_->open_state_if_present(); !s) return s.error();
   auto recs = impl_->records();
   if (!recs) return recs.error();
-  std::map<std::string, Cidr> subnets;
-  if (impl_->state) {
-    auto s = impl_->state->subnets();
-    if (!s) return s.error();
-    subnets = *s;
-  }
+  auto subnets_held = impl_->subnets();
+  if (!subnets_held) return subnets_held.error();
+  const std::map<std::string, Cidr>& subnets = *subnets_held;
   std::vector<std::pair<std::string, pid_t>> running;
   for (const auto& [name, rec] : *recs) {
     if (rec.phase != Phase::kReady || subnets.count(name) == 0) continue;
