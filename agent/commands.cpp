@@ -5,11 +5,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "agent/devices.h"
 #include "agent/progress.h"
+#include "agent/runtime.h"
 #include "agent/wiring.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -17,6 +21,9 @@
 #include "common/systemd.h"
 #include "provisioner/config.h"
 #include "provisioner/provisioner.h"
+#include "udev/leases.h"
+#include "udev/rule.h"
+#include "udev/watcher.h"
 
 namespace farmhand::agent {
 
@@ -231,6 +238,86 @@ int control(const Invocation& inv, provisioner::UnitAction action, const char* d
 
 }  // namespace
 
+int cmd_devices(const Invocation& inv) {
+  if (!expect_args(inv, 0, {"--json"})) return kExitUsage;
+  const bool json = has_flag(inv, "--json");
+  auto config = load_config(config_path(inv));
+  if (!config) return kExitUsage;
+  auto watcher = udev::Watcher::open();
+  if (!watcher) {
+    log::error(watcher.error().message());
+    return kExitFailed;
+  }
+  auto present = (*watcher)->enumerate();
+  if (!present) {
+    log::error(present.error().message());
+    return kExitFailed;
+  }
+  std::map<std::string, udev::Lease> leases;
+  const fs::path db = HostRoot(inv.root).map(config->paths.state + "/state.db");
+  if (path_exists(db)) {
+    auto store = udev::LeaseStore::open(db.string());
+    if (!store) {
+      log::error(store.error().message());
+      return kExitFailed;
+    }
+    auto all = store->all();
+    if (!all) {
+      log::error(all.error().message());
+      return kExitFailed;
+    }
+    for (auto& l : *all) leases[l.syspath] = std::move(l);
+  }
+  auto since = [](int64_t ms) {
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    char buf[32];
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf);
+  };
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& d : *present) {
+    auto match = match_device(*config, d);
+    auto lease = leases.find(d.syspath);
+    // Only devices that matter here: USB ones, or any a rule or lease names.
+    if (!match && lease == leases.end() && d.property("ID_VENDOR_ID").empty()) continue;
+    nlohmann::ordered_json row = {{"device", d.devnode},
+                                  {"subsystem", d.subsystem},
+                                  {"usb_id", d.property("ID_VENDOR_ID").empty()
+                                                 ? ""
+                                                 : d.property("ID_VENDOR_ID") + ":" + d.property("ID_MODEL_ID")},
+                                  {"serial", d.property("ID_SERIAL_SHORT")},
+                                  {"path", d.property("ID_PATH")},
+                                  {"by_id", udev::by_id_names(d)},
+                                  {"rule", match ? match->rule : ""},
+                                  {"container", match ? match->container : ""}};
+    if (lease != leases.end()) {
+      row["container"] = lease->second.container;
+      row["state"] = lease->second.state;
+      row["since"] = since(lease->second.since_ms);
+      leases.erase(lease);
+    } else {
+      row["state"] = match ? "not leased (is the agent running?)" : "";
+      row["since"] = "";
+    }
+    out.push_back(std::move(row));
+  }
+  if (json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("%-16s %-10s %-24s %-12s %-10s %s\n", "DEVICE", "USB ID", "SERIAL", "CONTAINER", "STATE", "SINCE");
+  for (const auto& r : out) {
+    std::printf("%-16s %-10s %-24s %-12s %-10s %s\n", r["device"].get<std::string>().c_str(),
+                r["usb_id"].get<std::string>().c_str(), r["serial"].get<std::string>().c_str(),
+                r["container"].get<std::string>().empty() ? "-" : r["container"].get<std::string>().c_str(),
+                r["state"].get<std::string>().empty() ? "-" : r["state"].get<std::string>().c_str(),
+                r["since"].get<std::string>().c_str());
+  }
+  return kExitOk;
+}
+
 int cmd_start(const Invocation& inv) { return control(inv, provisioner::UnitAction::kStart, "Started"); }
 int cmd_stop(const Invocation& inv) { return control(inv, provisioner::UnitAction::kStop, "Stopped"); }
 int cmd_restart(const Invocation& inv) { return control(inv, provisioner::UnitAction::kRestart, "Restarted"); }
@@ -347,6 +434,11 @@ int cmd_run(const Invocation& inv) {
       args.push_back("--");
       args.insert(args.end(), command.begin(), command.end());
     }
+    // The device watcher of `farmhand daemon` finds the container by this
+    // record: this process becomes its systemd-nspawn.
+    if (auto s = record_running(root, layout->spec.name); !s) {
+      log::warning("devices will not follow this container: ", s.error().message());
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -402,6 +494,12 @@ const char* usage(const std::string& command) {
            "runs the first apply. Safe to run again. Replacing a different server or\n"
            "token needs --force.\n";
   }
+  if (command == "devices") {
+    return "Usage: farmhand devices [--json]\n\n"
+           "Lists the USB devices present (serial adapters, debug probes, raw USB\n"
+           "devices), the device rule each matches, and the container that holds\n"
+           "each one (attached, or pending while it is not running) and since when.\n";
+  }
   if (command == "daemon") {
     return "Usage: farmhand daemon\n\n"
            "The agent service (farmhand.service runs it): reconciles the host at start\n"
@@ -424,6 +522,7 @@ const char* usage(const std::string& command) {
          "  start|stop|restart NAME  control a container's systemd-nspawn@ unit\n"
          "  shell NAME         open a shell in a running container\n"
          "  run NAME [-- CMD]  boot a container in the foreground (no systemd needed)\n"
+         "  devices [--json]   USB devices, their rules and the containers holding them\n"
          "  enroll             make this host a farm member (service, config, first apply)\n"
          "  daemon             the agent service itself (run by farmhand.service)\n"
          "  version            print the version\n\n"

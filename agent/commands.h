@@ -20,6 +20,7 @@ int cmd_restart(const Invocation& inv);
 int cmd_shell(const Invocation& inv);
 int cmd_enroll(const Invocation& inv);
 int cmd_daemon(const Invocation& inv);
+int cmd_devices(const Invocation& inv);
 
 // Usage text of one command, or of farmhand as a whole for "".
 const char* usage(const std::string& command);

@@ -2,19 +2,30 @@
 // it must after every boot: host network files restored, containers that
 // should run started. Then it watches the containers' network health and
 // logs every change. The central-server connection joins this loop.
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "agent/commands.h"
+#include "agent/devices.h"
+#include "agent/runtime.h"
 #include "agent/progress.h"
 #include "agent/wiring.h"
 #include "common/log.h"
+#include "udev/watcher.h"
 
 namespace farmhand::agent {
 
@@ -107,10 +118,91 @@ void watch(provisioner::Provisioner& p, std::map<std::string, bool>& last) {
 
 }  // namespace
 
+namespace {
+
+// Watches the containers' network health on a thread of its own, with its
+// own connections, so a slow check never delays a device event.
+class HealthWatch {
+ public:
+  HealthWatch(const Invocation& inv, provisioner::AgentConfig config) {
+    thread_ = std::thread([this, inv, config = std::move(config)]() mutable {
+      auto wired = wire(inv, std::move(config));
+      if (!wired) {
+        log::error("network health watch: ", wired.error().message());
+        return;
+      }
+      std::map<std::string, bool> last;
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!stop_) {
+        if (cv_.wait_for(lock, kHealthInterval, [this] { return stop_; })) break;
+        lock.unlock();
+        watch(*(*wired)->provisioner, last);
+        lock.lock();
+      }
+    });
+  }
+  ~HealthWatch() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  HealthWatch(const HealthWatch&) = delete;
+  HealthWatch& operator=(const HealthWatch&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Everything the device side of the agent needs, rebuilt on reload.
+struct DeviceSide {
+  provisioner::AgentConfig config;
+  std::optional<udev::LeaseStore> leases;
+  std::unique_ptr<udev::DeviceAccess> access;
+  std::unique_ptr<ContainerLocator> locator;
+  std::unique_ptr<DeviceManager> manager;
+};
+
+std::unique_ptr<DeviceSide> make_device_side(const Invocation& inv, provisioner::AgentConfig config,
+                                             SystemdControl* systemd) {
+  auto side = std::make_unique<DeviceSide>();
+  side->config = std::move(config);
+  const HostRoot root(inv.root);
+  const fs::path state = root.map(side->config.paths.state);
+  if (auto s = make_dirs(state, 0700); !s) {
+    log::error("devices: ", s.error().message());
+    return nullptr;
+  }
+  auto leases = udev::LeaseStore::open((state / "state.db").string());
+  if (!leases) {
+    log::error("devices: ", leases.error().message());
+    return nullptr;
+  }
+  side->leases.emplace(std::move(*leases));
+  if (systemd != nullptr) {
+    side->access = std::make_unique<SystemdDeviceAccess>(*systemd);
+  } else {
+    side->access = udev::make_cgroup_v1_access();
+  }
+  side->locator = std::make_unique<ContainerLocator>(root, systemd);
+  ContainerLocator* locator = side->locator.get();
+  side->manager = std::make_unique<DeviceManager>(side->config, *side->leases, *side->access,
+                                                  [locator](const std::string& n) { return locator->leader(n); });
+  return side;
+}
+
+}  // namespace
+
 int cmd_daemon(const Invocation& inv) {
   if (!expect_args(inv, 0, {})) return kExitUsage;
   // Refuse to run at all on a bad configuration: systemd shows the failure.
-  if (!load_config(config_path(inv))) return kExitUsage;
+  auto initial = load_config(config_path(inv));
+  if (!initial) return kExitUsage;
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -131,31 +223,115 @@ int cmd_daemon(const Invocation& inv) {
     sigprocmask(SIG_BLOCK, &stop, nullptr);
     return summary;
   };
+  const int sigfd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) {
+    log::error("signalfd: ", errno_text(errno));
+    return kExitFailed;
+  }
+
+  // Subscribe to udev before anything else, so no device is missed between
+  // the enumeration below and the first event.
+  std::unique_ptr<udev::Watcher> watcher;
+  if (auto w = udev::Watcher::open(); w) {
+    watcher = std::move(*w);
+  } else {
+    log::warning("devices are not watched: ", w.error().message());
+  }
+  // A systemd connection of the device side's own, for DeviceAllow= and
+  // machined's signals.
+  std::unique_ptr<SystemdControl> systemd;
+  if (inv.root == "/" && host_booted_with_systemd()) {
+    if (auto sd = connect_systemd(); sd) {
+      systemd = std::move(*sd);
+      if (auto s = systemd->watch_machines(); !s) log::warning(s.error().message());
+    } else {
+      log::error(sd.error().message());
+      return kExitFailed;
+    }
+  }
 
   notify_service_manager("READY=1\nSTATUS=reconciling");
   log::notice("farmhand agent started: reconciling the host");
   notify_service_manager("STATUS=" + reconcile_stoppable());
-  std::map<std::string, bool> last;
+
+  std::unique_ptr<DeviceSide> devices;
+  int inotify = -1;
+  auto start_devices = [&](provisioner::AgentConfig config) {
+    devices.reset();
+    if (!watcher) return;
+    devices = make_device_side(inv, std::move(config), systemd.get());
+    if (!devices) return;
+    if (systemd == nullptr && inotify < 0) {
+      // Containers started by `farmhand run` announce themselves here.
+      const std::string dir = devices->locator->running_dir();
+      (void)make_dirs(dir, 0755);
+      inotify = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+      if (inotify >= 0 && ::inotify_add_watch(inotify, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+        log::warning("cannot watch ", dir, ": ", errno_text(errno));
+      }
+    }
+    auto present = watcher->enumerate();
+    if (!present) {
+      log::error("devices: ", present.error().message());
+      return;
+    }
+    devices->manager->reconcile(*present);
+  };
+  start_devices(*initial);
+  auto health = std::make_unique<HealthWatch>(inv, *initial);
+
   for (;;) {
-    timespec wait{static_cast<time_t>(kHealthInterval.count()), 0};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) {
-      notify_service_manager("STOPPING=1");
-      log::notice("farmhand agent stopping");
-      return kExitOk;
-    }
-    if (sig == SIGHUP) {
-      notify_service_manager("RELOADING=1\nSTATUS=reconciling");
-      log::notice("reload requested: reconciling the host");
-      std::string summary = reconcile_stoppable();
-      notify_service_manager("READY=1\nSTATUS=" + summary);
-      continue;
-    }
-    if (sig < 0 && errno != EAGAIN && errno != EINTR) {
-      log::error("waiting for signals: ", errno_text(errno));
+    std::vector<pollfd> fds = {{sigfd, POLLIN, 0}};
+    if (watcher) fds.push_back({watcher->fd(), POLLIN, 0});
+    if (systemd) fds.push_back({systemd->bus_fd(), POLLIN, 0});
+    if (inotify >= 0) fds.push_back({inotify, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      log::error("poll: ", errno_text(errno));
       return kExitFailed;
     }
-    if (wired) watch(*wired->provisioner, last);
+    // Devices first: they are what someone is waiting for.
+    if (watcher) {
+      const auto arrived = std::chrono::steady_clock::now();
+      for (const auto& d : watcher->drain()) {
+        if (devices) devices->manager->handle(d, arrived);
+      }
+    }
+    if (systemd) {
+      for (const auto& name : systemd->machine_events()) {
+        if (devices) devices->manager->container_started(name);
+      }
+    }
+    if (inotify >= 0) {
+      alignas(inotify_event) char buf[4096];
+      ssize_t n;
+      while ((n = ::read(inotify, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+          auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+          if (ev->len > 0 && devices) devices->manager->container_started(ev->name);
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
+      }
+    }
+    signalfd_siginfo si{};
+    while (::read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+        notify_service_manager("STOPPING=1");
+        log::notice("farmhand agent stopping");
+        return kExitOk;
+      }
+      if (si.ssi_signo == SIGHUP) {
+        notify_service_manager("RELOADING=1\nSTATUS=reconciling");
+        log::notice("reload requested: reconciling the host");
+        std::string summary = reconcile_stoppable();
+        if (auto config = load_config(config_path(inv)); config) {
+          health.reset();
+          health = std::make_unique<HealthWatch>(inv, *config);
+          start_devices(std::move(*config));
+        }
+        notify_service_manager("READY=1\nSTATUS=" + summary);
+      }
+    }
   }
 }
 

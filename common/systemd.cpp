@@ -21,7 +21,10 @@ constexpr std::chrono::seconds kJobTimeout{120};
 class BusSystemd final : public SystemdControl {
  public:
   explicit BusSystemd(sd_bus* bus) : bus_(bus) {}
-  ~BusSystemd() override { sd_bus_flush_close_unref(bus_); }
+  ~BusSystemd() override {
+    sd_bus_slot_unref(machine_slot_);
+    sd_bus_flush_close_unref(bus_);
+  }
   BusSystemd(const BusSystemd&) = delete;
   BusSystemd& operator=(const BusSystemd&) = delete;
 
@@ -31,6 +34,90 @@ class BusSystemd final : public SystemdControl {
   Status restart_unit(const std::string& unit) override { return job("RestartUnit", unit); }
   Status reload_or_try_restart_unit(const std::string& unit) override {
     return job("ReloadOrTryRestartUnit", unit);
+  }
+
+  Result<DeviceAllowList> device_allow(const std::string& unit) override {
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    sd_bus_message* reply = nullptr;
+    int r = sd_bus_call_method(bus_, kDest, kPath, kManager, "LoadUnit", &err, &reply, "s", unit.c_str());
+    if (r < 0) {
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      return fail("LoadUnit " + unit + ": " + msg);
+    }
+    const char* path = nullptr;
+    r = sd_bus_message_read(reply, "o", &path);
+    std::string unit_path = r >= 0 && path ? path : "";
+    sd_bus_message_unref(reply);
+    reply = nullptr;
+    r = sd_bus_get_property(bus_, kDest, unit_path.c_str(), "org.freedesktop.systemd1.Service", "DeviceAllow",
+                            &err, &reply, "a(ss)");
+    if (r < 0) {
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      return fail("DeviceAllow of " + unit + ": " + msg);
+    }
+    DeviceAllowList out;
+    r = sd_bus_message_enter_container(reply, 'a', "(ss)");
+    const char* dev = nullptr;
+    const char* access = nullptr;
+    while (r >= 0 && (r = sd_bus_message_read(reply, "(ss)", &dev, &access)) > 0) out.emplace_back(dev, access);
+    sd_bus_message_unref(reply);
+    if (r < 0) return fail("DeviceAllow of " + unit + ": " + errno_text(-r));
+    return out;
+  }
+
+  Status set_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) override {
+    sd_bus_message* m = nullptr;
+    int r = sd_bus_message_new_method_call(bus_, &m, kDest, kPath, kManager, "SetUnitProperties");
+    auto append_list = [&](const DeviceAllowList& list) {
+      int q = sd_bus_message_open_container(m, 'r', "sv");
+      q = q < 0 ? q : sd_bus_message_append(m, "s", "DeviceAllow");
+      q = q < 0 ? q : sd_bus_message_open_container(m, 'v', "a(ss)");
+      q = q < 0 ? q : sd_bus_message_open_container(m, 'a', "(ss)");
+      for (const auto& [dev, access] : list) q = q < 0 ? q : sd_bus_message_append(m, "(ss)", dev.c_str(), access.c_str());
+      q = q < 0 ? q : sd_bus_message_close_container(m);
+      q = q < 0 ? q : sd_bus_message_close_container(m);
+      q = q < 0 ? q : sd_bus_message_close_container(m);
+      return q;
+    };
+    r = r < 0 ? r : sd_bus_message_append(m, "sb", unit.c_str(), 1);
+    r = r < 0 ? r : sd_bus_message_open_container(m, 'a', "(sv)");
+    // An empty list resets DeviceAllow=, as an empty assignment does in a unit file.
+    if (reset) r = r < 0 ? r : append_list({});
+    if (!entries.empty()) r = r < 0 ? r : append_list(entries);
+    r = r < 0 ? r : sd_bus_message_close_container(m);
+    if (r < 0) {
+      sd_bus_message_unref(m);
+      return fail("SetUnitProperties " + unit + ": cannot build the message: " + errno_text(-r));
+    }
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    r = sd_bus_call(bus_, m, 0, &err, nullptr);
+    sd_bus_message_unref(m);
+    if (r < 0) {
+      std::string msg = err.message ? err.message : errno_text(-r);
+      sd_bus_error_free(&err);
+      return fail("SetUnitProperties " + unit + " DeviceAllow: " + msg);
+    }
+    return {};
+  }
+
+  Status watch_machines() override {
+    if (machine_slot_ != nullptr) return {};
+    int r = sd_bus_match_signal(bus_, &machine_slot_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
+                                "org.freedesktop.machine1.Manager", "MachineNew", &BusSystemd::on_machine_new, this);
+    if (r < 0) return fail("watching machines: " + errno_text(-r));
+    return {};
+  }
+
+  int bus_fd() override { return sd_bus_get_fd(bus_); }
+
+  std::vector<std::string> machine_events() override {
+    while (sd_bus_process(bus_, nullptr) > 0) {
+    }
+    std::vector<std::string> out;
+    out.swap(new_machines_);
+    return out;
   }
 
   Result<std::optional<pid_t>> machine_leader(const std::string& machine) override {
@@ -99,6 +186,17 @@ class BusSystemd final : public SystemdControl {
  private:
   // Jobs removed since we subscribed, by object path -> result ("done", ...).
   std::map<std::string, std::string> removed_;
+  sd_bus_slot* machine_slot_ = nullptr;
+  std::vector<std::string> new_machines_;
+
+  static int on_machine_new(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    const char* name = nullptr;
+    const char* path = nullptr;
+    if (sd_bus_message_read(m, "so", &name, &path) >= 0 && name) {
+      static_cast<BusSystemd*>(userdata)->new_machines_.push_back(name);
+    }
+    return 0;
+  }
 
   static int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error*) {
     uint32_t id = 0;

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "common/result.h"
@@ -28,6 +30,20 @@ class SystemdControl {
   // The host pid of a running machine's leader (its init), from
   // systemd-machined; std::nullopt if no machine of that name is registered.
   virtual Result<std::optional<pid_t>> machine_leader(const std::string& machine) = 0;
+
+  // A unit's DeviceAllow= list: (path, access) pairs.
+  using DeviceAllowList = std::vector<std::pair<std::string, std::string>>;
+  virtual Result<DeviceAllowList> device_allow(const std::string& unit) = 0;
+  // Sets DeviceAllow= at runtime (SetUnitProperties, runtime=true):
+  // appends `entries`, or with `reset` replaces the whole list by them.
+  virtual Status set_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) = 0;
+
+  // Watching machined: after watch_machines(), the bus fd becomes readable
+  // when a machine registers or goes away; machine_events() then returns the
+  // names of machines that registered since the last call.
+  virtual Status watch_machines() = 0;
+  virtual int bus_fd() = 0;
+  virtual std::vector<std::string> machine_events() = 0;
 };
 
 // Tells the service manager about the service's state ("READY=1",

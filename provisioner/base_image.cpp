@@ -37,6 +37,28 @@ Status run_recipe_command(CommandRunner& commands, const RecipeCommand& rc, cons
 
 }  // namespace
 
+std::vector<std::string> build_user_missing_groups(const fs::path& root, const std::vector<std::string>& groups) {
+  std::vector<std::string> missing;
+  if (groups.empty()) return missing;
+  auto group = read_file_in_root(root, "etc/group");
+  std::string text = group && group->has_value() ? **group : "";
+  for (const auto& g : groups) {
+    bool member = false;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind(g + ":", 0) != 0) continue;
+      // name:x:gid:user1,user2
+      size_t members = line.rfind(':');
+      std::istringstream list(line.substr(members + 1));
+      std::string user;
+      while (std::getline(list, user, ',')) member = member || user == kBuildUser;
+    }
+    if (!member) missing.push_back(g);
+  }
+  return missing;
+}
+
 bool tree_has_build_user(const fs::path& root) {
   auto passwd = read_file_in_root(root, "etc/passwd");
   if (!passwd || !passwd->has_value()) return false;

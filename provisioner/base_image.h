@@ -48,6 +48,9 @@ class BaseImages {
 
 // Whether the tree's /etc/passwd has the build user with uid 883.
 bool tree_has_build_user(const fs::path& root);
+// Of `groups`, those the build user is not a member of in the tree's
+// /etc/group (including groups that do not exist there).
+std::vector<std::string> build_user_missing_groups(const fs::path& root, const std::vector<std::string>& groups);
 // Enables each unit of `units` that the tree ships (systemctl enable, offline).
 Status enable_units_in_tree(CommandRunner& commands, const fs::path& root,
                             const std::vector<std::string>& units);

@@ -87,6 +87,8 @@ struct ContainerFacts {
   std::optional<Cidr> subnet;  // set when given and valid
   NetworkMode mode = NetworkMode::kVeth;
   std::string link;            // macvlan/ipvlan parent, when valid
+  // Valid device rules with their pointers.
+  std::vector<std::pair<std::string, udev::DeviceMatch>> device_rules;
 };
 
 // One pass over the document: fills an AgentConfig and collects the errors.
@@ -373,7 +375,7 @@ class Validator {
 
   void container(const Json& v, const std::string& p) {
     ContainerFacts facts{child(p, "name"), std::nullopt, child(child(p, "network"), "subnet"), std::nullopt,
-                         NetworkMode::kVeth, ""};
+                         NetworkMode::kVeth, "", {}};
     if (!expect(v.is_object(), v, p, "an object")) return;
     ContainerSpec spec;
     spec.build_packages = kDefaults.build_packages;
@@ -414,8 +416,8 @@ class Validator {
     };
 
     walk(v, p,
-         {"arch", "binds", "boot", "build_packages", "distro", "name", "network", "packages", "private_users",
-          "release"},
+         {"arch", "binds", "boot", "build_packages", "devices", "distro", "name", "network", "packages",
+          "private_users", "release"},
          [&](const std::string& k, const Json& value, const std::string& kp) {
            if (k == "name") {
              auto s = as_string(value, kp);
@@ -460,6 +462,8 @@ class Validator {
              container_network(value, kp, spec.network, facts);
            } else if (k == "binds") {
              binds(value, kp, spec);
+           } else if (k == "devices") {
+             devices(value, kp, spec, facts);
            }
          });
 
@@ -513,6 +517,109 @@ class Validator {
       facts.subnet.reset();
       net.subnet.reset();
     }
+  }
+
+  void devices(const Json& v, const std::string& p, ContainerSpec& spec, ContainerFacts& facts) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string rp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], rp, "an object")) continue;
+      udev::DeviceRule rule;
+      const size_t errors_before = errors_.size();
+      walk(v[i], rp, {"group", "match", "mode"}, [&](const std::string& k, const Json& value, const std::string& kp) {
+        if (k == "match") {
+          if (expect(value.is_object(), value, kp, "an object")) device_match(value, kp, rule.match);
+          return;
+        }
+        auto s = as_string(value, kp);
+        if (!s) return;
+        if (k == "group") {
+          static const std::regex kGroup("[a-z_][a-z0-9_-]{0,31}");
+          if (std::regex_match(*s, kGroup)) {
+            rule.group = *s;
+          } else {
+            error(kp, quote(*s) + " is not a valid group name");
+          }
+        } else {
+          static const std::regex kMode("0?[0-7]{3}");
+          if (!std::regex_match(*s, kMode)) {
+            error(kp, quote(*s) + " is not a file mode: write it in octal, like \"0660\"");
+          } else if (unsigned mode = static_cast<unsigned>(std::stoul(*s, nullptr, 8)); (mode & 07) != 0) {
+            error(kp, quote(*s) + " gives other users access: a device node is never world-accessible (use \"0660\")");
+          } else if ((mode & 0600) != 0600) {
+            error(kp, quote(*s) + " does not let the owner read and write the device");
+          } else {
+            rule.mode = mode;
+          }
+        }
+      });
+      const Json* match = first_member(v[i], "match");
+      if (match == nullptr) {
+        error(child(rp, "match"), "required key is missing");
+      } else if (match->is_object() && rule.match.empty() && errors_.size() == errors_before) {
+        error(child(rp, "match"), "a rule must match on at least one of: by_id, interface, path, serial, subsystem, usb_ids");
+      }
+      if (errors_.size() == errors_before) {
+        facts.device_rules.emplace_back(rp, rule.match);
+        spec.devices.push_back(std::move(rule));
+      }
+    }
+  }
+
+  void device_match(const Json& v, const std::string& p, udev::DeviceMatch& m) {
+    walk(v, p, {"by_id", "interface", "path", "serial", "subsystem", "usb_ids"},
+         [&](const std::string& k, const Json& value, const std::string& kp) {
+           if (k == "usb_ids") {
+             if (!expect(value.is_array(), value, kp, "an array")) return;
+             if (value.empty()) error(kp, "expected at least one \"vendor:product\" pair");
+             static const std::regex kId("([0-9a-fA-F]{4}):([0-9a-fA-F]{4})");
+             for (size_t i = 0; i < value.size(); ++i) {
+               auto s = as_string(value[i], child(kp, i));
+               std::smatch parts;
+               if (!s) continue;
+               if (!std::regex_match(*s, parts, kId)) {
+                 error(child(kp, i), quote(*s) + " is not a USB id pair: write \"vendor:product\" in hex, like \"0403:6001\"");
+                 continue;
+               }
+               udev::UsbId id;
+               id.vendor = parts[1];
+               id.product = parts[2];
+               for (auto* part : {&id.vendor, &id.product}) {
+                 for (auto& c : *part) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+               }
+               m.usb_ids.push_back(id);
+             }
+             return;
+           }
+           auto s = as_string(value, kp);
+           if (!s) return;
+           if (s->empty() || has_control(*s) || s->find(' ') != std::string::npos) {
+             error(kp, quote(*s) + " must be non-empty, without spaces or control characters");
+             return;
+           }
+           if (k == "serial") {
+             m.serial = *s;
+           } else if (k == "path") {
+             m.path = *s;
+           } else if (k == "interface") {
+             static const std::regex kIf("[0-9a-fA-F]{2}");
+             if (std::regex_match(*s, kIf)) {
+               m.interface = *s;
+             } else {
+               error(kp, quote(*s) + " is not a USB interface number: two hex digits, like \"00\"");
+             }
+           } else if (k == "subsystem") {
+             if (*s == "tty" || *s == "usb" || *s == "hidraw") {
+               m.subsystem = *s;
+             } else {
+               error(kp, "unknown subsystem " + quote(*s) + " (expected one of: hidraw, tty, usb)");
+             }
+           } else if (s->find('/') != std::string::npos) {
+             error(kp, quote(*s) + " must be a name in /dev/serial/by-id/, without '/'");
+           } else {
+             m.by_id = *s;
+           }
+         });
   }
 
   void packages(const Json& v, const std::string& p, const std::regex* pattern, const std::string& distro,
@@ -591,6 +698,22 @@ class Validator {
                                     "): systemd older than v245 names both host interfaces \"ve-" +
                                     a.name->substr(0, legacy) + "\"");
           break;
+        }
+      }
+      for (const auto& [rule_pointer, rule] : a.device_rules) {
+        bool reported = false;
+        for (size_t j = 0; j < i && !reported; ++j) {
+          const ContainerFacts& b = facts_[j];
+          if (a.name && b.name && *a.name == *b.name) continue;
+          for (const auto& [other_pointer, other] : b.device_rules) {
+            if (!udev::rules_may_overlap(rule, other)) continue;
+            error(rule_pointer, "can match the same device as " + other_pointer + " (container " +
+                                    quote(b.name.value_or("?")) +
+                                    "): a device belongs to one container at most; make the rules differ in "
+                                    "usb_ids, serial, path, interface, subsystem or by_id");
+            reported = true;
+            break;
+          }
         }
       }
       for (size_t j = 0; !a.link.empty() && j < i; ++j) {

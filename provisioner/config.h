@@ -12,6 +12,7 @@
 
 #include "provisioner/recipe.h"
 #include "provisioner/subnet.h"
+#include "udev/rule.h"
 
 namespace farmhand::provisioner {
 
@@ -52,6 +53,8 @@ struct ContainerSpec {
   bool boot = true;                    // start at every boot
   bool private_users = false;          // user namespace (PrivateUsers=pick)
   std::vector<BindMount> binds;
+  // Devices handed to the container while it runs (USB serial hotplug).
+  std::vector<udev::DeviceRule> devices;
   bool operator==(const ContainerSpec&) const = default;
 };
 

@@ -186,6 +186,10 @@ ContainerLayout make_layout(const AgentConfig& config, const ContainerSpec& spec
       config.paths.systemd + "/machines.target.wants/systemd-nspawn@" + spec.name + ".service";
   if (spec.boot) l.links[l.boot_link] = "/lib/systemd/system/systemd-nspawn@.service";
 
+  for (const auto& rule : spec.devices) l.build_user_groups.push_back(rule.group);
+  std::sort(l.build_user_groups.begin(), l.build_user_groups.end());
+  l.build_user_groups.erase(std::unique(l.build_user_groups.begin(), l.build_user_groups.end()),
+                            l.build_user_groups.end());
   l.container_files["etc/hostname"] = l.hostname + "\n";
   l.container_files["etc/hosts"] = render_hosts(l.hostname);
   if (spec.network.mode != NetworkMode::kVeth) {

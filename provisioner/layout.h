@@ -53,6 +53,8 @@ struct ContainerLayout {
   std::string nspawn_file;   // logical path of NAME.nspawn
   std::string dropin_dir;    // logical path of systemd-nspawn@NAME.service.d
   NetworkChoice network;     // how the host side of a veth link is configured
+  // Groups the build user joins: those the device rules give their nodes to.
+  std::vector<std::string> build_user_groups;
 };
 
 // The container's hostname: "NAME-HOST" with HOST's first label, lower-cased,

@@ -1,5 +1,7 @@
 #include "provisioner/plan.h"
 
+#include "provisioner/base_image.h"
+
 #include <nlohmann/json.hpp>
 
 #include <set>
@@ -129,6 +131,9 @@ Change plan_one(const ContainerLayout& want, const ObservedContainer* have) {
     if (it != have->links.end() && it->second == target) continue;
     c.reasons.push_back(link == want.boot_link ? "not enabled at boot"
                                                : link + " does not point to " + target);
+  }
+  for (const auto& g : have->missing_user_groups) {
+    c.reasons.push_back("build user " + std::string(kBuildUser) + " is not in group " + g);
   }
   if (!want.spec.boot && have->stray_boot_link) {
     c.reasons.push_back("enabled at boot, but boot is off");

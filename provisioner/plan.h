@@ -27,6 +27,7 @@ struct ObservedContainer {
   // Logical path -> readlink (nullopt: missing). Only links the layout names.
   std::map<std::string, std::optional<std::string>> links;
   bool stray_boot_link = false;  // a boot symlink exists although boot is off
+  std::vector<std::string> missing_user_groups;  // of the layout's build_user_groups
 };
 
 enum class Action { kCreate, kUpdate, kReplace, kDestroy, kUnchanged };

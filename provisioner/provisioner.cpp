@@ -202,6 +202,7 @@ struct Provisioner::Impl {
                                             : std::nullopt;
     }
     o.stray_boot_link = !want->spec.boot && fs::is_symlink(host(want->boot_link), ec);
+    if (readable) o.missing_user_groups = build_user_missing_groups(machine, want->build_user_groups);
     return o;
   }
 
@@ -400,6 +401,23 @@ struct Provisioner::Impl {
       auto argv = expand_argv(recipe->create_user.argv, {});
       if (!argv) return argv.error();
       if (auto s = commands.in_tree(tree.string(), *argv, recipe->create_user.env,
+                                    CommandRunner::Dns::kNone);
+          !s) {
+        return s;
+      }
+    }
+    // The build user joins the groups its device nodes are given to, so it
+    // can open them.
+    for (const auto& g : build_user_missing_groups(tree, l.build_user_groups)) {
+      auto group = read_file_in_root(tree, "etc/group");
+      bool exists = group && group->has_value() && ((**group).rfind(g + ":", 0) == 0 ||
+                                                    (**group).find("\n" + g + ":") != std::string::npos);
+      if (!exists) {
+        if (auto s = commands.in_tree(tree.string(), {"groupadd", "-r", g}, {}, CommandRunner::Dns::kNone); !s) {
+          return s;
+        }
+      }
+      if (auto s = commands.in_tree(tree.string(), {"usermod", "-a", "-G", g, kBuildUser}, {},
                                     CommandRunner::Dns::kNone);
           !s) {
         return s;

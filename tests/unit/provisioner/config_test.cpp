@@ -171,7 +171,7 @@ std::string with_containers(const std::string& containers, const std::string& to
 }
 
 const std::string kContainerKeys =
-    "(expected one of: arch, binds, boot, build_packages, distro, name, network, packages, private_users, "
+    "(expected one of: arch, binds, boot, build_packages, devices, distro, name, network, packages, private_users, "
     "release)";
 
 std::vector<BadConfig> bad_configs() {
@@ -328,6 +328,40 @@ std::vector<BadConfig> bad_configs() {
                        debian(R"("network": {"mode": "ipvlan", "link": "eth0"})", "c")),
        {"/containers/2/network/link: \"eth0\" already carries macvlan links (/containers/0/network/link): the "
         "kernel does not allow ipvlan links on the same interface"}},
+      {"DeviceRules",
+       with_containers(debian(R"("devices": [{"match": {"usb_ids": ["0403:60"], "subsystem": "scsi", "interface": "1"}},
+                                           {"match": {}}, {"group": "Dial Out", "mode": "0666"},
+                                           {"match": {"by_id": "a/b", "serial": "has space"}, "mode": "0640x"},
+                                           {"match": {"usb_ids": []}, "mode": "0460"}, "x"])")),
+       {"/containers/0/devices/0/match/usb_ids/0: \"0403:60\" is not a USB id pair: write \"vendor:product\" in hex, "
+        "like \"0403:6001\"",
+        "/containers/0/devices/0/match/subsystem: unknown subsystem \"scsi\" (expected one of: hidraw, tty, usb)",
+        "/containers/0/devices/0/match/interface: \"1\" is not a USB interface number: two hex digits, like \"00\"",
+        "/containers/0/devices/1/match: a rule must match on at least one of: by_id, interface, path, serial, "
+        "subsystem, usb_ids",
+        "/containers/0/devices/2/group: \"Dial Out\" is not a valid group name",
+        "/containers/0/devices/2/mode: \"0666\" gives other users access: a device node is never world-accessible "
+        "(use \"0660\")",
+        "/containers/0/devices/2/match: required key is missing",
+        "/containers/0/devices/3/match/by_id: \"a/b\" must be a name in /dev/serial/by-id/, without '/'",
+        "/containers/0/devices/3/match/serial: \"has space\" must be non-empty, without spaces or control characters",
+        "/containers/0/devices/3/mode: \"0640x\" is not a file mode: write it in octal, like \"0660\"",
+        "/containers/0/devices/4/match/usb_ids: expected at least one \"vendor:product\" pair",
+        "/containers/0/devices/4/mode: \"0460\" does not let the owner read and write the device",
+        "/containers/0/devices/5: expected an object, got a string"}},
+      {"DeviceClaimedByTwoContainers",
+       with_containers(debian(R"("devices": [{"match": {"usb_ids": ["0403:6001", "1fc9:0135"]}}])") + ", " +
+                       debian(R"("devices": [{"match": {"usb_ids": ["1FC9:0135"], "serial": "X1"}},
+                                             {"match": {"usb_ids": ["0403:6010"]}}])", "b") + ", " +
+                       debian(R"("devices": [{"match": {"by_id": "usb-FTDI_*"}},
+                                             {"match": {"usb_ids": ["0403:6001"], "serial": "X2", "subsystem": "usb"}}])", "c") + ", " +
+                       debian(R"("devices": [{"match": {"by_id": "usb-Silicon_*", "usb_ids": ["10c4:ea60"]}}])", "d")),
+       {"/containers/1/devices/0: can match the same device as /containers/0/devices/0 (container \"bookworm\"): a device "
+        "belongs to one container at most; make the rules differ in usb_ids, serial, path, interface, subsystem or by_id",
+        "/containers/2/devices/0: can match the same device as /containers/0/devices/0 (container \"bookworm\"): a device "
+        "belongs to one container at most; make the rules differ in usb_ids, serial, path, interface, subsystem or by_id",
+        "/containers/2/devices/1: can match the same device as /containers/0/devices/0 (container \"bookworm\"): a device "
+        "belongs to one container at most; make the rules differ in usb_ids, serial, path, interface, subsystem or by_id"}},
       {"HostNetworkSettings",
        R"({"network": {"backend": "wicked", "firewall": "iptables", "zone": "my zone"}})",
        {"/network/backend: unknown network backend \"wicked\" (expected one of: auto, networkmanager, networkd, plain)",

@@ -1,0 +1,79 @@
+// Hands one device node to one running container, and takes it back.
+//
+// Attach, in this order: allow the device in the container's device cgroup,
+// create the node in the container's /dev (owner root, the rule's group
+// resolved in the container, the rule's mode), then the container-side
+// symlinks (/dev/serial/by-id/..., /dev/serial/by-path/...). Detach:
+// revoke, then unlink the symlinks and the node. Every step is idempotent:
+// attaching twice or detaching what is gone succeeds.
+//
+// The container's files are reached through /proc/LEADER/root with
+// openat2(RESOLVE_IN_ROOT), so a symlink planted in the container can never
+// redirect a write to the host. With private users, the owner and group are
+// mapped through the leader's uid_map and gid_map.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand::udev {
+
+// Where a running container is.
+struct ContainerRuntime {
+  std::string name;
+  pid_t leader = 0;  // host pid of its init
+};
+
+// What to hand over.
+struct NodeSpec {
+  std::string devnode;             // host path, "/dev/ttyUSB0"; the same path inside
+  bool block = false;              // char device unless set
+  unsigned major = 0;
+  unsigned minor = 0;
+  std::string group = "dialout";   // resolved in the container's /etc/group
+  unsigned mode = 0660;
+  std::vector<std::string> links;  // host symlink paths to recreate inside, e.g. "/dev/serial/by-id/usb-x"
+};
+
+// The device cgroup side: allow and revoke one device for one container.
+class DeviceAccess {
+ public:
+  virtual ~DeviceAccess() = default;
+  virtual Status allow(const ContainerRuntime& c, const NodeSpec& node) = 0;
+  virtual Status revoke(const ContainerRuntime& c, const NodeSpec& node) = 0;
+};
+
+// cgroup v1 "devices" controller, written directly: the cgroup of the
+// leader (from /proc/LEADER/cgroup) under `devices_root`
+// (/sys/fs/cgroup/devices). For hosts where systemd does not manage the
+// container.
+std::unique_ptr<DeviceAccess> make_cgroup_v1_access(std::string devices_root = "/sys/fs/cgroup/devices");
+
+// The node and its symlinks inside the container.
+Status create_node(const ContainerRuntime& c, const NodeSpec& node);
+Status remove_node(const ContainerRuntime& c, const NodeSpec& node);
+
+// The container-side gid of a group in the container's /etc/group (through
+// /proc/LEADER/root), then mapped to the host through the leader's gid_map.
+Result<gid_t> container_group_to_host_gid(pid_t leader, const std::string& group);
+// Container uid -> host uid through the leader's uid_map (identity without one).
+Result<uid_t> container_uid_to_host(pid_t leader, uid_t inside);
+
+// Maps an id through a /proc/PID/[ug]id_map text ("inside outside count" lines).
+std::optional<unsigned> map_id(const std::string& map_text, unsigned inside);
+
+// The gid of `group` in an /etc/group text; std::nullopt if no well-formed
+// line names it.
+std::optional<gid_t> find_group_gid(const std::string& group_text, const std::string& group);
+
+// The path of the v1 "devices" cgroup in a /proc/PID/cgroup text
+// ("5:devices:/machine.slice/x"); std::nullopt without such a line.
+std::optional<std::string> devices_cgroup_path(const std::string& proc_cgroup_text);
+
+}  // namespace farmhand::udev
