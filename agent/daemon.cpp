@@ -4,11 +4,14 @@
 // logs every change. The central-server connection joins this loop.
 #include <poll.h>
 #include <signal.h>
-#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <string_view>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -255,21 +258,34 @@ int cmd_daemon(const Invocation& inv) {
   notify_service_manager("STATUS=" + reconcile_stoppable());
 
   std::unique_ptr<DeviceSide> devices;
-  int inotify = -1;
+  // Without systemd, containers run by `farmhand run` report their start
+  // on this socket (systemd-nspawn's NOTIFY_SOCKET).
+  int notify = -1;
+  if (systemd == nullptr) {
+    const std::string path = HostRoot(inv.root).map(kNotifySocket).string();
+    (void)make_dirs(fs::path(path).parent_path(), 0755);
+    ::unlink(path.c_str());
+    notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    int one = 1;
+    if (notify < 0 || path.size() >= sizeof addr.sun_path) {
+      log::warning("containers started later are not noticed: cannot open ", path);
+    } else {
+      std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+      if (::bind(notify, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+          ::setsockopt(notify, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0) {
+        log::warning("containers started later are not noticed: ", path, ": ", errno_text(errno));
+        ::close(notify);
+        notify = -1;
+      }
+    }
+  }
   auto start_devices = [&](provisioner::AgentConfig config) {
     devices.reset();
     if (!watcher) return;
     devices = make_device_side(inv, std::move(config), systemd.get());
     if (!devices) return;
-    if (systemd == nullptr && inotify < 0) {
-      // Containers started by `farmhand run` announce themselves here.
-      const std::string dir = devices->locator->running_dir();
-      (void)make_dirs(dir, 0755);
-      inotify = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (inotify >= 0 && ::inotify_add_watch(inotify, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-        log::warning("cannot watch ", dir, ": ", errno_text(errno));
-      }
-    }
     auto present = watcher->enumerate();
     if (!present) {
       log::error("devices: ", present.error().message());
@@ -284,7 +300,7 @@ int cmd_daemon(const Invocation& inv) {
     std::vector<pollfd> fds = {{sigfd, POLLIN, 0}};
     if (watcher) fds.push_back({watcher->fd(), POLLIN, 0});
     if (systemd) fds.push_back({systemd->bus_fd(), POLLIN, 0});
-    if (inotify >= 0) fds.push_back({inotify, POLLIN, 0});
+    if (notify >= 0) fds.push_back({notify, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), -1) < 0) {
       if (errno == EINTR) continue;
       log::error("poll: ", errno_text(errno));
@@ -302,15 +318,30 @@ int cmd_daemon(const Invocation& inv) {
         if (devices) devices->manager->container_started(name);
       }
     }
-    if (inotify >= 0) {
-      alignas(inotify_event) char buf[4096];
-      ssize_t n;
-      while ((n = ::read(inotify, buf, sizeof buf)) > 0) {
-        for (ssize_t off = 0; off < n;) {
-          auto* ev = reinterpret_cast<inotify_event*>(buf + off);
-          if (ev->len > 0 && devices) devices->manager->container_started(ev->name);
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    if (notify >= 0) {
+      // nspawn sends "X_NSPAWN_LEADER_PID=..." once the container's init
+      // runs; the sender is nspawn, whose pid the run record holds.
+      char buf[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+      for (;;) {
+        iovec iov{buf, sizeof buf - 1};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = ::recvmsg(notify, &msg, MSG_DONTWAIT);
+        if (n < 0) break;
+        buf[n] = '\0';
+        const ucred* cred = nullptr;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
+          }
         }
+        if (cred == nullptr || std::string_view(buf).find("X_NSPAWN_LEADER_PID=") == std::string_view::npos) continue;
+        if (!devices) continue;
+        if (auto name = devices->locator->container_of(cred->pid)) devices->manager->container_started(*name);
       }
     }
     signalfd_siginfo si{};

@@ -31,6 +31,18 @@ Status record_running(const HostRoot& root, const std::string& name) {
                            std::to_string(self) + " " + std::to_string(*start) + "\n", 0644);
 }
 
+std::optional<std::string> ContainerLocator::container_of(pid_t pid) const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_.map(kRunningDir), ec)) {
+    auto record = read_file_if_exists(entry.path());
+    if (!record || !*record) continue;
+    std::istringstream in(**record);
+    long recorded = 0;
+    if (in >> recorded && recorded == pid) return entry.path().filename().string();
+  }
+  return std::nullopt;
+}
+
 std::optional<pid_t> ContainerLocator::leader(const std::string& name) const {
   if (systemd_ != nullptr) {
     auto l = systemd_->machine_leader(name);

@@ -19,6 +19,10 @@
 namespace farmhand::agent {
 
 inline constexpr const char* kRunningDir = "/run/farmhand/running";
+// `farmhand daemon` listens here; `farmhand run` points systemd-nspawn's
+// NOTIFY_SOCKET at it, so the agent hears when a container's init runs
+// (nspawn sends X_NSPAWN_LEADER_PID=) without polling.
+inline constexpr const char* kNotifySocket = "/run/farmhand/notify";
 
 // Records the calling process as the one running container `name`.
 Status record_running(const HostRoot& root, const std::string& name);
@@ -29,8 +33,8 @@ class ContainerLocator {
   ContainerLocator(HostRoot root, SystemdControl* systemd) : root_(std::move(root)), systemd_(systemd) {}
   // The leader pid of a running container, std::nullopt if it is not running.
   std::optional<pid_t> leader(const std::string& name) const;
-  // The directory of run records, watched for containers started later.
-  std::string running_dir() const { return root_.map(kRunningDir).string(); }
+  // The container whose run record names process `pid` (its nspawn).
+  std::optional<std::string> container_of(pid_t pid) const;
 
  private:
   HostRoot root_;
