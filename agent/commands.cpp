@@ -439,7 +439,8 @@ int cmd_run(const Invocation& inv) {
     if (auto s = record_running(root, layout->spec.name); !s) {
       log::warning("devices will not follow this container: ", s.error().message());
     }
-    ::setenv("NOTIFY_SOCKET", root.map(kNotifySocket).c_str(), 1);
+    // With an agent listening, nspawn tells it when the container runs.
+    if (path_exists(root.map(kNotifySocket))) ::setenv("NOTIFY_SOCKET", root.map(kNotifySocket).c_str(), 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -57,13 +57,20 @@ std::optional<pid_t> ContainerLocator::leader(const std::string& name) const {
   if (!(in >> pid >> start) || pid <= 0) return std::nullopt;
   auto now = process_start_time(static_cast<pid_t>(pid));
   if (!now || *now != start) return std::nullopt;  // gone, or the pid was reused
-  // systemd-nspawn's child is the container's init.
+  // The container's init is the child of systemd-nspawn that runs in a PID
+  // namespace of its own (nspawn may have helper children, with -U).
   auto children = read_file_if_exists("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   if (!children || !*children) return std::nullopt;
+  std::error_code ec;
+  const auto own_ns = fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/pid", ec);
+  if (ec) return std::nullopt;
   std::istringstream kids(**children);
   long child = 0;
-  if (!(kids >> child) || child <= 0) return std::nullopt;
-  return static_cast<pid_t>(child);
+  while (kids >> child) {
+    auto ns = fs::read_symlink("/proc/" + std::to_string(child) + "/ns/pid", ec);
+    if (!ec && ns != own_ns) return static_cast<pid_t>(child);
+  }
+  return std::nullopt;
 }
 
 }  // namespace farmhand::agent
