@@ -1,0 +1,156 @@
+# Hotplug test and benchmark setup: two containers with device rules, a
+# udevd, a rules file giving ttyS0, tty60 and tty61 the identity of USB
+# serial adapters, device cgroups like systemd-nspawn@'s, the agent.
+# Sourced after lib.sh.
+
+CGROOT=/sys/fs/cgroup/devices
+[ -d "$CGROOT" ] || { echo "SKIP: no cgroup v1 devices controller at $CGROOT"; exit 1; }
+
+make_root ROOT
+CONFIG=$ROOT/agent.json
+RULES=/etc/udev/rules.d/99-farmhand-hotplug-test.rules
+BYID=usb-FTDI_FT232R_FHTEST0-if00-port0
+cat > "$CONFIG" <<JSON
+{"containers": [
+  {"name": "hp-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
+   "packages": ["cmake", "openssh-server"],
+   "devices": [{"match": {"usb_ids": ["0403:6001", "1a86:7523"]}}]},
+  {"name": "hp-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+   "packages": ["cmake", "openssh-server"], "private_users": true,
+   "devices": [{"match": {"usb_ids": ["10c4:ea60"], "serial": "FHTEST2"}, "group": "dialout", "mode": "0660"}]}
+]}
+JSON
+
+udevd_start() {
+  if pgrep -x systemd-udevd >/dev/null; then
+    echo "    (using the systemd-udevd already running)"
+    return 0
+  fi
+  /lib/systemd/systemd-udevd >"$ROOT/udevd.log" 2>&1 &
+  UDEVD_PID=$!
+  echo "$UDEVD_PID" > "$ROOT/udevd.pid"
+  wait_for 10 udevadm control --ping
+}
+
+rules_install() {
+  cat > "$RULES" <<'RULES'
+# farmhand hotplug test: tty devices posing as USB serial adapters.
+KERNEL=="ttyS0", ENV{ID_BUS}="usb", ENV{ID_VENDOR_ID}="0403", ENV{ID_MODEL_ID}="6001", ENV{ID_SERIAL_SHORT}="FHTEST0", ENV{ID_PATH}="pci-0000:00:14.0-usb-0:1:1.0", ENV{ID_USB_INTERFACE_NUM}="00", SYMLINK+="serial/by-id/usb-FTDI_FT232R_FHTEST0-if00-port0", SYMLINK+="serial/by-path/pci-0000:00:14.0-usb-0:1:1.0-port0"
+KERNEL=="tty60", ENV{ID_BUS}="usb", ENV{ID_VENDOR_ID}="1A86", ENV{ID_MODEL_ID}="7523", ENV{ID_SERIAL_SHORT}="FHTEST1", ENV{ID_PATH}="pci-0000:00:14.0-usb-0:2:1.0", ENV{ID_USB_INTERFACE_NUM}="00", SYMLINK+="serial/by-id/usb-1a86_USB_Serial_FHTEST1-if00-port0"
+KERNEL=="tty61", ENV{ID_BUS}="usb", ENV{ID_VENDOR_ID}="10c4", ENV{ID_MODEL_ID}="ea60", ENV{ID_SERIAL_SHORT}="FHTEST2", ENV{ID_PATH}="pci-0000:00:14.0-usb-0:3:1.0", ENV{ID_USB_INTERFACE_NUM}="00", SYMLINK+="serial/by-id/usb-Silicon_Labs_CP2102_FHTEST2-if00-port0"
+RULES
+  udevadm control --reload
+}
+
+cleanup_udev() {
+  rm -f "$RULES"
+  udevadm control --reload 2>/dev/null
+  udevadm trigger --action=change --sysname-match=ttyS0 --sysname-match=tty60 --sysname-match=tty61 2>/dev/null
+  udevadm settle -t 10 2>/dev/null
+  if [ -f "$ROOT/udevd.pid" ]; then
+    local pid
+    pid=$(cat "$ROOT/udevd.pid")
+    kill -TERM "$pid" 2>/dev/null && timeout 10 tail --pid="$pid" -f /dev/null
+  fi
+  return 0
+}
+
+# A device cgroup like the one systemd-nspawn@ gets: closed, plus the nodes
+# nspawn and a booted container need.
+cgroup_make() {  # NAME
+  local cg=$CGROOT/farmhand-hp-$$-$1
+  mkdir -p "$cg"
+  echo a > "$cg/devices.deny"
+  local d
+  for d in 'c 1:3 rwm' 'c 1:5 rwm' 'c 1:7 rwm' 'c 1:8 rwm' 'c 1:9 rwm' 'c 5:0 rwm' 'c 5:1 rwm' 'c 5:2 rwm' \
+           'c 136:* rwm' 'c 10:200 rwm'; do
+    echo "$d" > "$cg/devices.allow"
+  done
+  echo "$cg"
+}
+
+cgroup_remove() {
+  local cg
+  for cg in "$CGROOT"/farmhand-hp-$$-*; do
+    [ -d "$cg" ] || continue
+    local p
+    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    sleep 0.2
+    rmdir "$cg" 2>/dev/null
+  done
+  return 0
+}
+
+# Starts container NAME inside device cgroup CG with `farmhand run`, in the
+# background: booted, or running COMMAND; its pid goes to $ROOT/NAME.pid.
+container_start() {  # NAME CG [-- COMMAND...]
+  local name=$1 cg=$2
+  shift 2
+  setsid bash -c 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"' _ \
+    "$cg" "$FH" --root "$ROOT" --config "$CONFIG" run "$name" "$@" >"$ROOT/$name.log" 2>&1 &
+  echo $! > "$ROOT/$name.pid"
+  wait_for 30 leader "$name"
+  [ $# -gt 0 ] && return 0
+  wait_for 90 bash -c "nsenter -t $(leader "$name") -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded'"
+}
+
+container_stop() {  # NAME
+  local pid
+  pid=$(cat "$ROOT/$1.pid" 2>/dev/null) || return 0
+  kill -TERM "$pid" 2>/dev/null && timeout 60 tail --pid="$pid" -f /dev/null
+  return 0
+}
+
+# The container's init: the child of nspawn in a PID namespace of its own.
+leader() {
+  local p c
+  p=$(cat "$ROOT/$1.pid")
+  for c in $(pgrep -P "$p"); do
+    [ "$(readlink "/proc/$c/ns/pid")" != "$(readlink "/proc/$p/ns/pid")" ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+# Runs a command inside container NAME, from a process in its device cgroup
+# (device access is decided by the cgroup of the process that opens).
+in_container() {  # NAME CG CMD...
+  local name=$1 cg=$2
+  shift 2
+  RC=0
+  OUT=$(bash -c 'echo $$ > "$1/cgroup.procs" && shift && exec nsenter -t "$@"' _ "$cg" "$(leader "$name")" -a "$@" 2>&1) || RC=$?
+}
+
+daemon_start() {
+  "$FH" --root "$ROOT" --config "$CONFIG" daemon >>"$ROOT/daemon.log" 2>&1 &
+  echo $! > "$ROOT/daemon.pid"
+  wait_for 60 grep -q "reconcile:" "$ROOT/daemon.log"
+}
+
+daemon_stop() {
+  local pid
+  pid=$(cat "$ROOT/daemon.pid" 2>/dev/null) || return 0
+  kill -TERM "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null
+  return 0
+}
+
+trigger() {  # ACTION SYSNAME
+  udevadm trigger --action="$1" --sysname-match="$2"
+}
+
+on_exit cleanup_udev
+on_exit cgroup_remove
+on_exit "container_stop hp-a; container_stop hp-b"
+on_exit daemon_stop
+
+# Creates the containers, starts udevd with the test rules, boots hp-a in
+# its device cgroup and starts the agent.
+hotplug_setup() {
+  fh --root "$ROOT" --config "$CONFIG" apply
+  assert_eq 0 "$RC" "apply: $OUT"
+  udevd_start
+  rules_install
+  cgroup_make hp-a > "$ROOT/hp-a.cg"
+  cgroup_make hp-b > "$ROOT/hp-b.cg"
+  container_start hp-a "$(cat "$ROOT/hp-a.cg")"
+  daemon_start
+}
