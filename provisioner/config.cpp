@@ -593,8 +593,8 @@ class Validator {
            }
            auto s = as_string(value, kp);
            if (!s) return;
-           if (s->empty() || has_control(*s) || s->find(' ') != std::string::npos) {
-             error(kp, quote(*s) + " must be non-empty, without spaces or control characters");
+           if (s->empty() || has_control(*s) || s->find_first_of(" \"\\") != std::string::npos) {
+             error(kp, quote(*s) + " must be non-empty, without spaces, quotes, backslashes or control characters");
              return;
            }
            if (k == "serial") {

@@ -167,6 +167,15 @@ struct Provisioner::Impl {
           make_layout(config, spec, *recipe, subnet_of_container, method, host_hostname, choice));
     }
     out.host_network = make_host_network(choice, config.pool, veths);
+    // The host's udev rule for the devices of every container's rules.
+    std::vector<udev::DeviceMatch> matches;
+    for (const auto& spec : config.containers) {
+      for (const auto& rule : spec.devices) matches.push_back(rule.match);
+    }
+    const std::string rules_file = udev::kHostUdevRulesFile;
+    out.host_network.owned.emplace_back(rules_file.substr(0, rules_file.rfind('/')),
+                                        rules_file.substr(rules_file.rfind('/') + 1));
+    if (!matches.empty()) out.host_network.files[rules_file] = udev::render_host_udev_rules(matches, kManagedHeader);
     return out;
   }
 
@@ -354,6 +363,11 @@ struct Provisioner::Impl {
         std::string name = id.substr(std::string("nm-ve-").size());
         if (!link_exists(host_interface(name))) continue;
         if (auto s = tool({"nmcli", "--wait", "30", "connection", "up", nm_connection_name(name)}); !s) return s;
+      }
+    }
+    if (any(udev::kHostUdevRulesFile) && find_program("udevadm")) {
+      if (auto s = tool({"udevadm", "control", "--reload"}); !s) {
+        log::warning("udev rules not reloaded (", s.error().message(), "): they apply from the next boot");
       }
     }
     if (c.backend == NetworkBackend::kNetworkd && any(kNetworkdDir)) {

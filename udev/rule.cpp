@@ -97,4 +97,28 @@ bool rules_may_overlap(const DeviceMatch& a, const DeviceMatch& b) {
   return true;
 }
 
+std::string render_host_udev_rules(const std::vector<DeviceMatch>& matches, const std::string& header) {
+  std::string out = "# " + header + "\n";
+  out += "# Lab devices that farmhand hands to build containers: tagged, and kept\n";
+  out += "# away from ModemManager. Owner and mode stay as udev sets them.\n";
+  for (const auto& m : matches) {
+    std::string common;
+    common += m.subsystem ? "SUBSYSTEM==\"" + *m.subsystem + "\", " : "SUBSYSTEM==\"tty|usb|hidraw\", ";
+    if (m.serial) common += "ENV{ID_SERIAL_SHORT}==\"" + *m.serial + "\", ";
+    if (m.path) common += "ENV{ID_PATH}==\"" + *m.path + "\", ";
+    if (m.interface) common += "ENV{ID_USB_INTERFACE_NUM}==\"" + *m.interface + "\", ";
+    if (m.by_id) common += "SYMLINK==\"serial/by-id/" + *m.by_id + "\", ";
+    const std::string actions = "TAG+=\"farmhand\", ENV{ID_MM_DEVICE_IGNORE}=\"1\"\n";
+    if (m.usb_ids.empty()) {
+      out += common + actions;
+      continue;
+    }
+    for (const auto& id : m.usb_ids) {
+      out += common + "ENV{ID_VENDOR_ID}==\"" + id.vendor + "\", ENV{ID_MODEL_ID}==\"" + id.product + "\", " +
+             actions;
+    }
+  }
+  return out;
+}
+
 }  // namespace farmhand::udev

@@ -53,6 +53,12 @@ bool rule_matches(const DeviceMatch& match, const Device& device);
 // set can never agree (different serials, disjoint id lists, ...).
 bool rules_may_overlap(const DeviceMatch& a, const DeviceMatch& b);
 
+// The host's udev rules file for the devices farmhand hands to containers:
+// each matching device is tagged "farmhand" and ModemManager is told to
+// leave it alone (ID_MM_DEVICE_IGNORE). It changes no owner or mode.
+inline constexpr const char* kHostUdevRulesFile = "/etc/udev/rules.d/70-farmhand.rules";
+std::string render_host_udev_rules(const std::vector<DeviceMatch>& matches, const std::string& header);
+
 // The device's names in /dev/serial/by-id/ (file names only).
 std::vector<std::string> by_id_names(const Device& device);
 

@@ -65,6 +65,46 @@ testcase_containers_come_back_after_reboot() {
   assert_contains "$OUT" "Plan: 0 to create, 0 to update, 0 to replace, 0 to destroy, 2 unchanged."
 }
 
+# The device cgroup through systemd: the agent (farmhand.service) sets
+# DeviceAllow= on systemd-nspawn@sd-a at runtime when a matching device
+# appears, and takes it back when it goes. udevd runs in the test host and
+# sees the kernel's uevents, which this test fires from outside.
+testcase_devices_through_systemd() {
+  python3 - "$HOSTDIR/etc/farmhand/agent.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    c = json.load(f)
+c["containers"][0]["devices"] = [{"match": {"usb_ids": ["0403:6001"], "serial": "SDTEST"}}]
+with open(path, "w") as f:
+    json.dump(c, f, indent=2)
+PY
+  cat > "$HOSTDIR/etc/udev/rules.d/99-farmhand-test.rules" <<'RULES'
+KERNEL=="tty62", ENV{ID_BUS}="usb", ENV{ID_VENDOR_ID}="0403", ENV{ID_MODEL_ID}="6001", ENV{ID_SERIAL_SHORT}="SDTEST", SYMLINK+="serial/by-id/usb-FTDI_SDTEST-if00-port0"
+RULES
+  in_testhost /lib/systemd/systemd-udevd --daemon
+  assert_eq 0 "$RC" "udevd in the test host: $OUT"
+  farmhand_in_testhost enroll
+  assert_eq 0 "$RC" "enroll: $OUT"
+  in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
+  [[ "$OUT" != *"/dev/char/4:62"* ]] || fail "4:62 allowed before the plug: $OUT"
+  local leader
+  leader=$(nsenter -t "$(testhost_leader)" -a machinectl show sd-a -p Leader --value)
+  echo add > /sys/class/tty/tty62/uevent
+  wait_for 10 bash -c "nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62 rw'"
+  wait_for 10 nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
+  in_testhost stat -c '%a %g' "/proc/$leader/root/dev/tty62"
+  assert_eq "660 $(grep '^dialout:' "$HOSTDIR/var/lib/machines/sd-a/etc/group" | cut -d: -f3)" "$OUT" "the node in sd-a"
+  # The baseline of systemd-nspawn@.service stays.
+  in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
+  assert_contains "$OUT" "/dev/net/tun rwm"
+  echo remove > /sys/class/tty/tty62/uevent
+  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
+  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a test -e /proc/$leader/root/dev/tty62"
+  in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
+  assert_contains "$OUT" "/dev/net/tun rwm"
+}
+
 testcase_destroy_stops_and_removes() {
   farmhand_in_testhost destroy sd-a
   assert_eq 0 "$RC" "$OUT"

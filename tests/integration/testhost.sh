@@ -3,8 +3,10 @@
 # Sourced by tests after lib.sh.
 #
 # A test picks a flavor by setting TESTHOST_FLAVOR before sourcing:
-#   minimal   systemd, systemd-container and systemd-resolved, no network
-#             manager: farmhand's plain backend (iproute2) configures the links
+#   minimal   systemd, systemd-container, systemd-resolved and udev, no
+#             network manager: farmhand's plain backend (iproute2) configures
+#             the links. udevd does not start by itself in a container; a
+#             test starts it, and it then sees the kernel's uevents.
 #   nm        NetworkManager and firewalld, as on a desktop-style build host
 #   networkd  systemd-networkd, systemd-resolved and nftables, no NetworkManager
 # Every flavor has the tools the tests use inside it (ping, dig, socat) and
@@ -17,7 +19,7 @@
 TESTHOST_FLAVOR=${TESTHOST_FLAVOR:-minimal}
 TESTHOST_PACKAGES=(systemd-container libsqlite3-0 iproute2)
 case $TESTHOST_FLAVOR in
-  minimal) TESTHOST_PACKAGES+=(systemd-resolved) ;;
+  minimal) TESTHOST_PACKAGES+=(systemd-resolved udev debootstrap) ;;
   # netbase: firewalld fails to start without /etc/protocols. dnsmasq-base:
   # only recommended by network-manager, and its shared mode needs it.
   nm) TESTHOST_PACKAGES+=(debootstrap iputils-ping dnsutils socat network-manager firewalld nftables

@@ -344,7 +344,8 @@ std::vector<BadConfig> bad_configs() {
         "(use \"0660\")",
         "/containers/0/devices/2/match: required key is missing",
         "/containers/0/devices/3/match/by_id: \"a/b\" must be a name in /dev/serial/by-id/, without '/'",
-        "/containers/0/devices/3/match/serial: \"has space\" must be non-empty, without spaces or control characters",
+        "/containers/0/devices/3/match/serial: \"has space\" must be non-empty, without spaces, quotes, backslashes or "
+        "control characters",
         "/containers/0/devices/3/mode: \"0640x\" is not a file mode: write it in octal, like \"0660\"",
         "/containers/0/devices/4/match/usb_ids: expected at least one \"vendor:product\" pair",
         "/containers/0/devices/4/mode: \"0460\" does not let the owner read and write the device",

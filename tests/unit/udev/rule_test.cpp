@@ -103,6 +103,28 @@ TEST(RulesMayOverlap, OnlyWhenNoSharedCriterionDisagrees) {
   EXPECT_TRUE(rules_may_overlap(p1, p2));
 }
 
+TEST(HostUdevRules, TagDevicesAndKeepModemManagerAwayWithoutPermissions) {
+  DeviceMatch a = ids({{"0403", "6001"}, {"1fc9", "0135"}});
+  a.serial = "A50285BI";
+  DeviceMatch b;
+  b.path = "pci-0000:00:14.0-usb-0:3:1.0";
+  b.subsystem = "tty";
+  b.by_id = "usb-Silicon_*";
+  const std::string rules = render_host_udev_rules({a, b}, "Managed by farmhand");
+  EXPECT_EQ(rules,
+            "# Managed by farmhand\n"
+            "# Lab devices that farmhand hands to build containers: tagged, and kept\n"
+            "# away from ModemManager. Owner and mode stay as udev sets them.\n"
+            "SUBSYSTEM==\"tty|usb|hidraw\", ENV{ID_SERIAL_SHORT}==\"A50285BI\", ENV{ID_VENDOR_ID}==\"0403\", "
+            "ENV{ID_MODEL_ID}==\"6001\", TAG+=\"farmhand\", ENV{ID_MM_DEVICE_IGNORE}=\"1\"\n"
+            "SUBSYSTEM==\"tty|usb|hidraw\", ENV{ID_SERIAL_SHORT}==\"A50285BI\", ENV{ID_VENDOR_ID}==\"1fc9\", "
+            "ENV{ID_MODEL_ID}==\"0135\", TAG+=\"farmhand\", ENV{ID_MM_DEVICE_IGNORE}=\"1\"\n"
+            "SUBSYSTEM==\"tty\", ENV{ID_PATH}==\"pci-0000:00:14.0-usb-0:3:1.0\", "
+            "SYMLINK==\"serial/by-id/usb-Silicon_*\", TAG+=\"farmhand\", ENV{ID_MM_DEVICE_IGNORE}=\"1\"\n");
+  EXPECT_EQ(rules.find("MODE="), std::string::npos);
+  EXPECT_EQ(rules.find("GROUP="), std::string::npos);
+}
+
 TEST(ByIdNames, FromTheDevicesLinks) {
   EXPECT_EQ(by_id_names(ftdi()), (std::vector<std::string>{"usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0"}));
 }
