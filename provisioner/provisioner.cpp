@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -421,27 +422,58 @@ struct Provisioner::Impl {
       }
     }
     // The build user joins the groups its device nodes are given to, so it
-    // can open them.
-    for (const auto& g : build_user_missing_groups(tree, l.build_user_groups)) {
-      auto group = read_file_in_root(tree, "etc/group");
-      bool exists = group && group->has_value() && ((**group).rfind(g + ":", 0) == 0 ||
-                                                    (**group).find("\n" + g + ":") != std::string::npos);
-      if (!exists) {
-        if (auto s = commands.in_tree(tree.string(), {"groupadd", "-r", g}, {}, CommandRunner::Dns::kNone); !s) {
-          return s;
-        }
-      }
-      if (auto s = commands.in_tree(tree.string(), {"usermod", "-a", "-G", g, kBuildUser}, {},
-                                    CommandRunner::Dns::kNone);
-          !s) {
-        return s;
-      }
+    // can open them. The files are edited (atomically) rather than usermod
+    // run: the container may be running.
+    if (auto s = add_build_user_to_groups(tree, build_user_missing_groups(tree, l.build_user_groups)); !s) {
+      return s;
     }
     if (path_exists(tree / "usr/sbin/sshd") && !path_exists(tree / "etc/ssh/ssh_host_ed25519_key")) {
       if (auto s = commands.in_tree(tree.string(), {"ssh-keygen", "-A"}, {}, CommandRunner::Dns::kNone);
           !s) {
         return s;
       }
+    }
+    return {};
+  }
+
+  // Adds the build user to `groups` in the tree's /etc/group, creating a
+  // missing group as a system group. Membership is what the kernel checks
+  // when the user opens a node; /etc/gshadow (for newgrp) is left alone.
+  Status add_build_user_to_groups(const fs::path& tree, const std::vector<std::string>& groups) {
+    if (groups.empty()) return {};
+    for (const char* file : {"etc/group"}) {
+      auto text = read_file_in_root(tree, file);
+      if (!text) return text.error();
+      if (!text->has_value()) continue;
+      std::vector<std::string> lines;
+      std::istringstream in(**text);
+      std::string line;
+      std::set<unsigned> gids;
+      while (std::getline(in, line)) lines.push_back(line);
+      for (const auto& l : lines) {
+        auto a = l.find(':');
+        auto b = a == std::string::npos ? a : l.find(':', a + 1);
+        auto c = b == std::string::npos ? b : l.find(':', b + 1);
+        if (c != std::string::npos) gids.insert(static_cast<unsigned>(std::atoi(l.substr(b + 1, c - b - 1).c_str())));
+      }
+      for (const auto& g : groups) {
+        bool found = false;
+        for (auto& l : lines) {
+          if (l.rfind(g + ":", 0) != 0) continue;
+          found = true;
+          const char last = l.empty() ? ':' : l.back();
+          l += last == ':' ? std::string(kBuildUser) : "," + std::string(kBuildUser);
+        }
+        if (!found) {
+          unsigned gid = 999;
+          while (gid > 100 && gids.count(gid)) --gid;
+          gids.insert(gid);
+          lines.push_back(g + ":x:" + std::to_string(gid) + ":" + kBuildUser);
+        }
+      }
+      std::string out;
+      for (const auto& l : lines) out += l + "\n";
+      if (auto w = write_file_in_root(tree, file, out, 0644); !w) return w;
     }
     return {};
   }

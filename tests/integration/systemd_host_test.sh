@@ -93,8 +93,13 @@ RULES
   echo add > /sys/class/tty/tty62/uevent
   wait_for 10 bash -c "nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62 rw'"
   wait_for 10 nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
+  # sd-a's root is an overlay mounted inside the test host: read it there.
+  in_testhost grep '^dialout:' /var/lib/machines/sd-a/etc/group
+  local gid
+  gid=$(echo "$OUT" | cut -d: -f3)
+  assert_contains "$OUT" "sai" "sd-a's build user in dialout"
   in_testhost stat -c '%a %g' "/proc/$leader/root/dev/tty62"
-  assert_eq "660 $(grep '^dialout:' "$HOSTDIR/var/lib/machines/sd-a/etc/group" | cut -d: -f3)" "$OUT" "the node in sd-a"
+  assert_eq "660 $gid" "$OUT" "the node in sd-a"
   # The baseline of systemd-nspawn@.service stays.
   in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
   assert_contains "$OUT" "/dev/net/tun rwm"
