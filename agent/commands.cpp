@@ -68,6 +68,17 @@ void print_plan(const provisioner::Plan& plan) {
 
 constexpr std::chrono::seconds kStatusHealthTimeout{3};
 
+// Replaces this process with args[0] (an absolute path); returns only on
+// failure, with the exit status to use.
+int exec_or_fail(std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  log::error("cannot run ", args[0], ": ", errno_text(errno));
+  return kExitFailed;
+}
+
 // Splits arguments at the first "--": the command's own, and the command
 // to run in the container.
 void split_command(const std::vector<std::string>& args, std::vector<std::string>& own,
@@ -372,12 +383,7 @@ int cmd_shell(const Invocation& inv) {
     }
     std::vector<std::string> args = {*machinectl, "shell", "--quiet", user + "@" + name};
     args.insert(args.end(), command.begin(), command.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    log::error("cannot run ", args[0], ": ", errno_text(errno));
-    return kExitFailed;
+    return exec_or_fail(args);
   });
 }
 
@@ -441,13 +447,8 @@ int cmd_run(const Invocation& inv) {
     }
     // With an agent listening, nspawn tells it when the container runs.
     if (path_exists(root.map(kNotifySocket))) ::setenv("NOTIFY_SOCKET", root.map(kNotifySocket).c_str(), 1);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     // Hand the terminal to the container: this process becomes systemd-nspawn.
-    ::execv(argv[0], argv.data());
-    log::error("cannot run ", args[0], ": ", errno_text(errno));
-    return kExitFailed;
+    return exec_or_fail(args);
   });
 }
 

@@ -216,6 +216,19 @@ struct Provisioner::Impl {
     return o;
   }
 
+  // The record of a container farmhand manages; an error for any other name.
+  Result<ContainerRecord> managed_record(const std::string& name) {
+    if (auto s = open_state_if_present(); !s) return s.error();
+    std::optional<ContainerRecord> rec;
+    if (state) {
+      auto r = state->container(name);
+      if (!r) return r.error();
+      rec = *r;
+    }
+    if (!rec) return fail("no container named \"" + name + "\" is managed by farmhand");
+    return *rec;
+  }
+
   // The subnets state.db holds, by container; none before the first apply.
   Result<std::map<std::string, Cidr>> subnets() {
     if (!state) return std::map<std::string, Cidr>{};
@@ -727,14 +740,8 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
 }
 
 Status Provisioner::destroy(const std::string& name, ApplyReporter& reporter) {
-  if (auto s = impl_->open_state_if_present(); !s) return s;
-  std::optional<ContainerRecord> rec;
-  if (impl_->state) {
-    auto r = impl_->state->container(name);
-    if (!r) return r.error();
-    rec = *r;
-  }
-  if (!rec) return fail("no container named \"" + name + "\" is managed by farmhand");
+  auto rec = impl_->managed_record(name);
+  if (!rec) return rec.error();
   auto lock = FileLock::acquire(impl_->host(impl_->config.paths.state + "/apply.lock"));
   if (!lock) return lock.error();
   auto apply_id = impl_->state->begin_apply();
@@ -878,14 +885,8 @@ Status Provisioner::control(const std::string& name, UnitAction action) {
     return fail("starting and stopping containers needs a host booted with systemd; use `farmhand run " + name +
                 "` here");
   }
-  if (auto s = impl_->open_state_if_present(); !s) return s;
-  std::optional<ContainerRecord> rec;
-  if (impl_->state) {
-    auto r = impl_->state->container(name);
-    if (!r) return r.error();
-    rec = *r;
-  }
-  if (!rec) return fail("no container named \"" + name + "\" is managed by farmhand");
+  auto rec = impl_->managed_record(name);
+  if (!rec) return rec.error();
   if (rec->phase != Phase::kReady) {
     return fail("container \"" + name + "\" is not ready (" + std::string(to_string(rec->phase)) +
                 "): run `farmhand apply` first");

@@ -121,9 +121,11 @@ in_container() {  # NAME CG CMD...
 }
 
 daemon_start() {
+  local before
+  before=$(grep -c "reconcile:" "$ROOT/daemon.log" 2>/dev/null)
   "$FH" --root "$ROOT" --config "$CONFIG" daemon >>"$ROOT/daemon.log" 2>&1 &
   echo $! > "$ROOT/daemon.pid"
-  wait_for 60 grep -q "reconcile:" "$ROOT/daemon.log"
+  wait_for 60 bash -c "[ \$(grep -c 'reconcile:' '$ROOT/daemon.log') -gt ${before:-0} ]"
 }
 
 daemon_stop() {

@@ -75,8 +75,11 @@ testcase_container_started_after_the_plug_gets_the_device() {
   assert_eq 0 "$RC" "sai in hp-b runs stty: $OUT"
 }
 
-testcase_restarted_agent_reconciles() {
-  daemon_stop
+testcase_killed_agent_reconciles_when_restarted() {
+  local pid
+  pid=$(cat "$ROOT/daemon.pid")
+  kill -KILL "$pid"
+  timeout 10 tail --pid="$pid" -f /dev/null
   # While no agent runs: one device unplugged, another plugged.
   trigger remove tty61
   trigger add tty60
