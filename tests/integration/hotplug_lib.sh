@@ -122,7 +122,7 @@ in_container() {  # NAME CG CMD...
 
 daemon_start() {
   local before
-  before=$(grep -c "reconcile:" "$ROOT/daemon.log" 2>/dev/null)
+  before=$(cat "$ROOT/daemon.log" 2>/dev/null | grep -c "reconcile:" || true)
   "$FH" --root "$ROOT" --config "$CONFIG" daemon >>"$ROOT/daemon.log" 2>&1 &
   echo $! > "$ROOT/daemon.pid"
   wait_for 60 bash -c "[ \$(grep -c 'reconcile:' '$ROOT/daemon.log') -gt ${before:-0} ]"
