@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -258,6 +259,7 @@ int cmd_daemon(const Invocation& inv) {
   notify_service_manager("STATUS=" + reconcile_stoppable());
 
   std::unique_ptr<DeviceSide> devices;
+  std::map<std::string, int> exits;  // container -> pidfd of its init (hosts without systemd)
   // Without systemd, containers run by `farmhand run` report their start
   // on this socket (systemd-nspawn's NOTIFY_SOCKET).
   int notify = -1;
@@ -292,6 +294,15 @@ int cmd_daemon(const Invocation& inv) {
       return;
     }
     devices->manager->reconcile(*present);
+    if (systemd == nullptr) {
+      for (const auto& c : devices->config.containers) {
+        if (exits.count(c.name)) continue;
+        if (auto leader = devices->locator->leader(c.name)) {
+          int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *leader, 0));
+          if (pidfd >= 0) exits[c.name] = pidfd;
+        }
+      }
+    }
   };
   start_devices(*initial);
   auto health = std::make_unique<HealthWatch>(inv, *initial);
@@ -301,6 +312,7 @@ int cmd_daemon(const Invocation& inv) {
     if (watcher) fds.push_back({watcher->fd(), POLLIN, 0});
     if (systemd) fds.push_back({systemd->bus_fd(), POLLIN, 0});
     if (notify >= 0) fds.push_back({notify, POLLIN, 0});
+    for (const auto& [name, pidfd] : exits) fds.push_back({pidfd, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), -1) < 0) {
       if (errno == EINTR) continue;
       log::error("poll: ", errno_text(errno));
@@ -314,8 +326,25 @@ int cmd_daemon(const Invocation& inv) {
       }
     }
     if (systemd) {
-      for (const auto& name : systemd->machine_events()) {
-        if (devices) devices->manager->container_started(name);
+      for (const auto& e : systemd->machine_events()) {
+        if (!devices) continue;
+        if (e.started) {
+          devices->manager->container_started(e.name);
+        } else {
+          devices->manager->container_stopped(e.name);
+        }
+      }
+    }
+    // Without systemd: a container's init exiting (pidfd readable) means
+    // the container stopped.
+    for (auto it = exits.begin(); it != exits.end();) {
+      pollfd p{it->second, POLLIN, 0};
+      if (::poll(&p, 1, 0) == 1) {
+        if (devices) devices->manager->container_stopped(it->first);
+        ::close(it->second);
+        it = exits.erase(it);
+      } else {
+        ++it;
       }
     }
     if (notify >= 0) {
@@ -341,7 +370,16 @@ int cmd_daemon(const Invocation& inv) {
         }
         if (cred == nullptr || std::string_view(buf).find("X_NSPAWN_LEADER_PID=") == std::string_view::npos) continue;
         if (!devices) continue;
-        if (auto name = devices->locator->container_of(cred->pid)) devices->manager->container_started(*name);
+        if (auto name = devices->locator->container_of(cred->pid)) {
+          devices->manager->container_started(*name);
+          if (auto leader = devices->locator->leader(*name)) {
+            int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *leader, 0));
+            if (pidfd >= 0) {
+              if (auto old = exits.find(*name); old != exits.end()) ::close(old->second);
+              exits[*name] = pidfd;
+            }
+          }
+        }
       }
     }
     signalfd_siginfo si{};

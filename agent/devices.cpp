@@ -221,6 +221,21 @@ void DeviceManager::reconcile(const std::vector<udev::Device>& present) {
   }
 }
 
+void DeviceManager::container_stopped(const std::string& name) {
+  auto all = leases_.all();
+  if (!all) {
+    log::error("device leases: ", all.error().message());
+    return;
+  }
+  for (auto lease : *all) {
+    if (lease.container != name || lease.state == "pending") continue;
+    // Its /dev went with it; the cgroup entry too, or it is reset at start.
+    lease.state = "pending";
+    if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
+    record("pending", lease, std::chrono::steady_clock::now());
+  }
+}
+
 void DeviceManager::container_started(const std::string& name) {
   const auto t0 = std::chrono::steady_clock::now();
   auto all = leases_.all();

@@ -56,6 +56,8 @@ class DeviceManager {
   void reconcile(const std::vector<udev::Device>& present);
   // A container (re)started: it gets every device leased to it.
   void container_started(const std::string& name);
+  // A container stopped: its leases wait, pending, for its next start.
+  void container_stopped(const std::string& name);
 
  private:
   Status attach(udev::Lease& lease, pid_t leader);

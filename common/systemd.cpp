@@ -23,6 +23,7 @@ class BusSystemd final : public SystemdControl {
   explicit BusSystemd(sd_bus* bus) : bus_(bus) {}
   ~BusSystemd() override {
     sd_bus_slot_unref(machine_slot_);
+    sd_bus_slot_unref(machine_removed_slot_);
     sd_bus_flush_close_unref(bus_);
   }
   BusSystemd(const BusSystemd&) = delete;
@@ -106,17 +107,22 @@ class BusSystemd final : public SystemdControl {
     if (machine_slot_ != nullptr) return {};
     int r = sd_bus_match_signal(bus_, &machine_slot_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
                                 "org.freedesktop.machine1.Manager", "MachineNew", &BusSystemd::on_machine_new, this);
+    if (r >= 0) {
+      r = sd_bus_match_signal(bus_, &machine_removed_slot_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
+                              "org.freedesktop.machine1.Manager", "MachineRemoved", &BusSystemd::on_machine_removed,
+                              this);
+    }
     if (r < 0) return fail("watching machines: " + errno_text(-r));
     return {};
   }
 
   int bus_fd() override { return sd_bus_get_fd(bus_); }
 
-  std::vector<std::string> machine_events() override {
+  std::vector<MachineEvent> machine_events() override {
     while (sd_bus_process(bus_, nullptr) > 0) {
     }
-    std::vector<std::string> out;
-    out.swap(new_machines_);
+    std::vector<MachineEvent> out;
+    out.swap(machine_events_);
     return out;
   }
 
@@ -187,14 +193,22 @@ class BusSystemd final : public SystemdControl {
   // Jobs removed since we subscribed, by object path -> result ("done", ...).
   std::map<std::string, std::string> removed_;
   sd_bus_slot* machine_slot_ = nullptr;
-  std::vector<std::string> new_machines_;
+  sd_bus_slot* machine_removed_slot_ = nullptr;
+  std::vector<MachineEvent> machine_events_;
 
-  static int on_machine_new(sd_bus_message* m, void* userdata, sd_bus_error*) {
+  static void on_machine(sd_bus_message* m, void* userdata, bool started) {
     const char* name = nullptr;
     const char* path = nullptr;
     if (sd_bus_message_read(m, "so", &name, &path) >= 0 && name) {
-      static_cast<BusSystemd*>(userdata)->new_machines_.push_back(name);
+      static_cast<BusSystemd*>(userdata)->machine_events_.push_back({name, started});
     }
+  }
+  static int on_machine_new(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    on_machine(m, userdata, true);
+    return 0;
+  }
+  static int on_machine_removed(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    on_machine(m, userdata, false);
     return 0;
   }
 

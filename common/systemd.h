@@ -39,11 +39,15 @@ class SystemdControl {
   virtual Status set_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) = 0;
 
   // Watching machined: after watch_machines(), the bus fd becomes readable
-  // when a machine registers or goes away; machine_events() then returns the
-  // names of machines that registered since the last call.
+  // when a machine registers or goes away; machine_events() then returns
+  // what happened since the last call, in order.
+  struct MachineEvent {
+    std::string name;
+    bool started = true;  // false: the machine went away
+  };
   virtual Status watch_machines() = 0;
   virtual int bus_fd() = 0;
-  virtual std::vector<std::string> machine_events() = 0;
+  virtual std::vector<MachineEvent> machine_events() = 0;
 };
 
 // Tells the service manager about the service's state ("READY=1",

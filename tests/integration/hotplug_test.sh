@@ -117,4 +117,12 @@ testcase_storm_leaves_exactly_what_is_present() {
   echo "    storm: $(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT COUNT(*) FROM device_events WHERE action IN ('attach','detach','pending')") events recorded"
 }
 
+testcase_a_stopped_container_waits_and_gets_its_devices_back() {
+  container_stop hp-b
+  wait_for 10 bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty61'\" | grep -qx pending"
+  container_start hp-b "$(cat "$ROOT/hp-b.cg")" -- /bin/sleep infinity
+  wait_for 30 test -c "/proc/$(leader hp-b)/root/dev/tty61"
+  assert_eq attached "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT state FROM device_leases WHERE devnode='/dev/tty61'")"
+}
+
 run_testcases
