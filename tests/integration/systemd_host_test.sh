@@ -110,6 +110,22 @@ RULES
   assert_contains "$OUT" "/dev/net/tun rwm"
 }
 
+# machined tells the agent when the container stops and starts again: the
+# lease waits, pending, and the restarted container gets its device back.
+testcase_device_follows_a_container_restart() {
+  local db=$HOSTDIR/var/lib/farmhand/state.db leader
+  echo add > /sys/class/tty/tty62/uevent
+  wait_for 10 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
+  in_testhost systemctl stop systemd-nspawn@sd-a
+  wait_for 10 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx pending"
+  in_testhost systemctl start systemd-nspawn@sd-a
+  wait_for 30 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
+  leader=$(nsenter -t "$(testhost_leader)" -a machinectl show sd-a -p Leader --value)
+  wait_for 10 nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
+  echo remove > /sys/class/tty/tty62/uevent
+  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
+}
+
 testcase_destroy_stops_and_removes() {
   farmhand_in_testhost destroy sd-a
   assert_eq 0 "$RC" "$OUT"
