@@ -268,8 +268,8 @@ std::vector<BadConfig> bad_configs() {
        R"({"mirrors": {"slackware": "https://mirrors.invalid/"}})",
        {"/mirrors/slackware: unknown distro \"slackware\" (known: centos, debian)"}},
       {"MirrorUrls",
-       R"({"mirrors": {"debian": "ftp://ftp.debian.org/debian", "centos": "https://a b/", "debian": 1}})",
-       {"/mirrors/debian: \"ftp://ftp.debian.org/debian\" is not a mirror URL: it must start with http://, "
+       R"({"mirrors": {"debian": "ftp://MIRROR-HOST/debian", "centos": "https://a b/", "debian": 1}})",
+       {"/mirrors/debian: \"ftp://MIRROR-HOST/debian\" is not a mirror URL: it must start with http://, "
         "https:// or file://",
         "/mirrors/centos: \"https://a b/\" is not a mirror URL: it must not contain whitespace or control "
         "characters",
