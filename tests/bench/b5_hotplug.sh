@@ -46,16 +46,7 @@ sqlite3 "$DB" "SELECT latency_us FROM device_events WHERE id > $first AND action
 
 first=$(sqlite3 "$DB" 'SELECT COALESCE(MAX(id), 0) FROM device_events')
 t0=$EPOCHREALTIME
-for ((i = 0; i < STORM; i++)); do
-  for dev in ttyS0 tty60 tty61; do
-    udevadm trigger --action=add --sysname-match=$dev
-    udevadm trigger --action=remove --sysname-match=$dev
-  done
-done
-trigger add ttyS0
-trigger add tty61
-udevadm settle -t 120
-wait_for 120 bash -c "sqlite3 '$DB' 'SELECT devnode FROM device_leases ORDER BY devnode' | tr '\n' ' ' | grep -qx '/dev/tty61 /dev/ttyS0 '"
+storm "$STORM"
 wait_for 60 test -c "/proc/$LA/root/dev/ttyS0"
 wait_for 60 test -c "/proc/$(leader hp-b)/root/dev/tty61"
 wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')

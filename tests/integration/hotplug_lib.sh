@@ -156,3 +156,20 @@ hotplug_setup() {
   container_start hp-a "$(cat "$ROOT/hp-a.cg")"
   daemon_start
 }
+
+# Fires CYCLES plug/unplug cycles over the three devices back to back, ends
+# with ttyS0 (hp-a's) and tty61 (hp-b's) plugged in, and waits until the
+# agent's leases name exactly those two.
+storm() {  # CYCLES
+  local i dev
+  for ((i = 0; i < $1; i++)); do
+    for dev in ttyS0 tty60 tty61; do
+      udevadm trigger --action=add --sysname-match=$dev
+      udevadm trigger --action=remove --sysname-match=$dev
+    done
+  done
+  trigger add ttyS0
+  trigger add tty61
+  udevadm settle -t 120
+  wait_for 120 bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' 'SELECT devnode FROM device_leases ORDER BY devnode' | tr '\n' ' ' | grep -qx '/dev/tty61 /dev/ttyS0 '"
+}
