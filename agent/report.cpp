@@ -1,0 +1,163 @@
+#include "agent/report.h"
+
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <sstream>
+
+namespace farmhand::agent {
+
+namespace {
+
+std::optional<double> to_double(std::string_view s) {
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  return v;
+}
+
+std::string os_pretty_name(const HostRoot& root) {
+  auto text = read_file(root.map("/etc/os-release").string());
+  if (!text) return "";
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("PRETTY_NAME=", 0) != 0) continue;
+    std::string v = line.substr(12);
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) {
+      v = v.substr(1, v.size() - 2);
+    }
+    return v;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<std::array<double, 3>> parse_loadavg(std::string_view text) {
+  std::array<double, 3> out{};
+  size_t pos = 0;
+  for (double& v : out) {
+    while (pos < text.size() && text[pos] == ' ') ++pos;
+    size_t end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    auto d = to_double(text.substr(pos, end - pos));
+    if (!d || *d < 0) return std::nullopt;
+    v = *d;
+    pos = end;
+  }
+  return out;
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> parse_meminfo(std::string_view text) {
+  std::optional<uint64_t> total;
+  std::optional<uint64_t> available;
+  std::istringstream in{std::string(text)};
+  std::string key;
+  uint64_t value = 0;
+  std::string unit;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    if (!(fields >> key >> value)) continue;
+    if (key == "MemTotal:") total = value;
+    if (key == "MemAvailable:") available = value;
+  }
+  if (!total || !available) return std::nullopt;
+  return std::pair{*total, *available};
+}
+
+std::optional<uint64_t> parse_uptime_seconds(std::string_view text) {
+  const size_t end = text.find(' ');
+  auto d = to_double(text.substr(0, end));
+  if (!d || *d < 0) return std::nullopt;
+  return static_cast<uint64_t>(*d);
+}
+
+Result<protocol::Heartbeat> read_heartbeat(const HostRoot& root, const std::string& disk_path, int64_t now_ms) {
+  protocol::Heartbeat h;
+  h.time = now_ms;
+  auto loadavg = read_file(root.map("/proc/loadavg").string());
+  if (!loadavg) return loadavg.error();
+  auto load = parse_loadavg(*loadavg);
+  if (!load) return fail("/proc/loadavg: unexpected contents");
+  h.load = *load;
+  auto meminfo = read_file(root.map("/proc/meminfo").string());
+  if (!meminfo) return meminfo.error();
+  auto mem = parse_meminfo(*meminfo);
+  if (!mem) return fail("/proc/meminfo: no MemTotal or MemAvailable");
+  h.memory_total_kb = mem->first;
+  h.memory_available_kb = mem->second;
+  auto uptime = read_file(root.map("/proc/uptime").string());
+  if (!uptime) return uptime.error();
+  auto up = parse_uptime_seconds(*uptime);
+  if (!up) return fail("/proc/uptime: unexpected contents");
+  h.uptime_s = *up;
+  struct statvfs vfs {};
+  const std::string disk = root.map(disk_path).string();
+  if (::statvfs(disk.c_str(), &vfs) != 0) return fail(disk + ": " + errno_text(errno));
+  h.disk_total_kb = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize / 1024;
+  h.disk_free_kb = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize / 1024;
+  return h;
+}
+
+nlohmann::json host_facts(const HostRoot& root, const provisioner::NetworkChoice& network) {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) name[0] = '\0';
+  utsname u{};
+  ::uname(&u);
+  return {{"hostname", std::string(name)},
+          {"os", os_pretty_name(root)},
+          {"kernel", std::string(u.release)},
+          {"arch", std::string(u.machine)},
+          {"farmhand_version", FARMHAND_VERSION},
+          {"network_backend", network.configure ? std::string(provisioner::to_string(network.backend)) : "none"},
+          {"firewall", std::string(provisioner::to_string(network.firewall))}};
+}
+
+std::string device_id(const udev::Lease& lease) {
+  for (const auto& link : lease.links) {
+    if (link.rfind("/dev/serial/by-id/", 0) == 0) return link.substr(18);
+  }
+  const size_t slash = lease.devnode.rfind('/');
+  return slash == std::string::npos ? lease.devnode : lease.devnode.substr(slash + 1);
+}
+
+nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
+  nlohmann::json containers = nlohmann::json::array();
+  for (const auto& c : in.containers) {
+    std::string state = "unknown";
+    if (c.state == "running" || c.state == "stopped") {
+      state = c.state;
+    } else if (c.state == "ready") {
+      state = in.running && in.running(c.name) ? "running" : "stopped";
+    } else if (c.state == "missing") {
+      state = "failed";
+    }
+    std::string network = "unknown";
+    std::string reason;
+    if (auto h = in.health.find(c.name); h != in.health.end() && state == "running") {
+      network = h->second.healthy ? "healthy" : "unhealthy";
+      reason = h->second.reason;
+    }
+    nlohmann::json row = {{"name", c.name},     {"distro", c.distro},   {"release", c.release},
+                          {"state", state},     {"address", c.address}, {"network", network},
+                          {"network_reason", reason}};
+    if (auto s = in.started_ms.find(c.name); s != in.started_ms.end() && state == "running") row["since"] = s->second;
+    containers.push_back(std::move(row));
+  }
+  nlohmann::json devices = nlohmann::json::array();
+  for (const auto& l : in.leases) {
+    nlohmann::json row = {{"id", device_id(l)},
+                          {"node", l.devnode},
+                          {"container", l.container},
+                          {"state", l.state == "attached" ? "attached" : "pending"}};
+    if (l.since_ms > 0) row["since"] = l.since_ms;
+    devices.push_back(std::move(row));
+  }
+  return {{"time", now_ms}, {"host", in.host}, {"containers", containers}, {"devices", devices}};
+}
+
+}  // namespace farmhand::agent
