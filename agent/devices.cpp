@@ -1,4 +1,5 @@
 #include "agent/devices.h"
+#include "agent/report.h"
 
 #include <algorithm>
 #include <set>
@@ -122,6 +123,23 @@ void DeviceManager::record(const std::string& action, const udev::Lease& lease,
     log::info("device ", lease.devnode, " ", action, (action == "pending" ? " (container not running) " : " "),
               "container ", lease.container, " in ", ms, " ms");
   }
+  if (observer_) observer_(action, lease, detail);
+}
+
+Result<std::string> DeviceManager::detach_device(const std::string& id) {
+  auto all = leases_.all();
+  if (!all) return all.error();
+  for (const auto& lease : *all) {
+    if (device_id(lease) != id && lease.devnode != id) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (auto s = detach(lease, lease.state == "attached" ? locate_(lease.container) : std::nullopt); !s) {
+      return s.error().context("detaching " + lease.devnode + " from " + lease.container);
+    }
+    if (auto s = leases_.remove(lease.syspath); !s) return s.error();
+    record("detach", lease, t0, "by command");
+    return lease.devnode + " detached from " + lease.container;
+  }
+  return fail("no device \"" + id + "\" is leased to a container");
 }
 
 void DeviceManager::handle(const udev::Device& d, std::chrono::steady_clock::time_point arrived) {

@@ -58,6 +58,15 @@ class DeviceManager {
   void container_started(const std::string& name);
   // A container stopped: its leases wait, pending, for its next start.
   void container_stopped(const std::string& name);
+  // An admin's `detach`: the device (by its dashboard id, or its node) leaves
+  // its container until it is plugged in again or the agent reconciles.
+  Result<std::string> detach_device(const std::string& id);
+
+  // Called after every recorded attach, detach, pending or error, on the
+  // caller's thread: the agent turns them into events for the server.
+  using Observer = std::function<void(const std::string& action, const udev::Lease& lease,
+                                      const std::string& detail)>;
+  void on_record(Observer observer) { observer_ = std::move(observer); }
 
  private:
   Status attach(udev::Lease& lease, pid_t leader);
@@ -69,6 +78,7 @@ class DeviceManager {
   udev::LeaseStore& leases_;
   udev::DeviceAccess& access_;
   Locate locate_;
+  Observer observer_;
 };
 
 }  // namespace farmhand::agent

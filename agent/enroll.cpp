@@ -41,22 +41,15 @@ Result<std::string> merge_enrollment(const std::optional<std::string>& existing,
     std::string old_url = server && server->contains("url") && (*server)["url"].is_string()
                               ? (*server)["url"].get<std::string>()
                               : "";
-    std::string old_token = server && server->contains("token") && (*server)["token"].is_string()
-                                ? (*server)["token"].get<std::string>()
-                                : "";
     const bool other_server = !old_url.empty() && old_url != *request.url;
-    const bool other_token = !old_url.empty() && request.token && !old_token.empty() && old_token != *request.token;
-    if ((other_server || other_token) && !request.force) {
-      if (other_server) {
-        return fail("this host is already enrolled with the server " + old_url + "; enrolling it with " +
-                    *request.url + " would replace that: pass --force to do so");
-      }
-      return fail("this host is already enrolled with " + old_url +
-                  " under a different token; pass --force to replace the token");
+    if (other_server && !request.force) {
+      return fail("this host is already enrolled with the server " + old_url + "; enrolling it with " +
+                  *request.url + " would replace that: pass --force to do so");
     }
     nlohmann::ordered_json s = server ? *server : nlohmann::ordered_json::object();
     s["url"] = *request.url;
-    if (request.token) s["token"] = *request.token;
+    s.erase("token");  // written by farmhand before it had a server to exchange it with
+    if (request.ca_file) s["ca_file"] = *request.ca_file;
     doc["server"] = s;
   }
   if (existing) {

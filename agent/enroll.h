@@ -14,15 +14,17 @@
 namespace farmhand::agent {
 
 struct EnrollRequest {
-  std::optional<std::string> url;    // --server
-  std::optional<std::string> token;  // --token / --token-file
+  std::optional<std::string> url;      // --server
+  std::optional<std::string> token;    // --token / --token-file; never written anywhere
+  std::optional<std::string> ca_file;  // --ca-file
   bool force = false;
 };
 
 // The agent.json text after enrolling: `existing` (the current file, if
 // any) with its server settings set from the request and everything else
-// kept. Refuses to replace a different server or token without --force;
-// returns `existing` unchanged when there is nothing to change.
+// kept. Refuses to replace a different server without --force; returns
+// `existing` unchanged when there is nothing to change. The token is not
+// kept: enroll exchanges it for the host's credential.
 Result<std::string> merge_enrollment(const std::optional<std::string>& existing, const EnrollRequest& request);
 
 // The service unit to install: the template with ExecStart= running

@@ -40,9 +40,6 @@ std::optional<AgentConfig> load_config(const std::string& path) {
   ConfigLoad loaded = provisioner::load_config_file(path, *book);
   for (const auto& w : loaded.warnings) log::warning(path, ": ", w);
   for (const auto& e : loaded.errors) log::error(path, ": ", e);
-  if (loaded.config && loaded.config->server && !loaded.config->server->token.empty()) {
-    log::add_secret(loaded.config->server->token);
-  }
   return loaded.config;
 }
 

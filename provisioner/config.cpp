@@ -203,7 +203,8 @@ class Validator {
 
   void server(const Json& v, const std::string& p) {
     ServerSettings settings;
-    walk(v, p, {"token", "url"}, [&](const std::string& k, const Json& value, const std::string& kp) {
+    walk(v, p, {"ca_file", "credential_file", "url"}, [&](const std::string& k, const Json& value,
+                                                          const std::string& kp) {
       auto s = as_string(value, kp);
       if (!s) return;
       if (k == "url") {
@@ -212,10 +213,12 @@ class Validator {
         } else {
           settings.url = *s;
         }
-      } else if (auto reason = token_problem(*s)) {
-        error(kp, "the token " + *reason);  // never echo a secret
+      } else if (s->empty() || (*s)[0] != '/') {
+        error(kp, quote(*s) + " is not an absolute path");
+      } else if (k == "ca_file") {
+        settings.ca_file = *s;
       } else {
-        settings.token = *s;
+        settings.credential_file = *s;
       }
     });
     if (first_member(v, "url") == nullptr) error(child(p, "url"), "required key is missing");

@@ -77,9 +77,12 @@ std::string_view to_string(FirewallBackend firewall);
 std::optional<FirewallBackend> parse_firewall_backend(std::string_view text);
 
 // The central server this agent reports to, as `farmhand enroll` recorded it.
+// The host's own credential is not here but in `credential_file`, which
+// enroll writes (mode 0600) after exchanging the one-time token.
 struct ServerSettings {
-  std::string url;    // ws://, wss://, http:// or https://
-  std::string token;  // the enrollment token or credential; a secret, never logged
+  std::string url;      // ws://, wss://, http:// or https://
+  std::string ca_file;  // PEM CA bundle that pins the server's certificate; empty: the system's
+  std::string credential_file = "/etc/farmhand/credential";
   bool operator==(const ServerSettings&) const = default;
 };
 
