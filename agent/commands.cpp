@@ -490,12 +490,13 @@ const char* usage(const std::string& command) {
            "build user sai), or runs COMMAND there. Uses machinectl shell.\n";
   }
   if (command == "enroll") {
-    return "Usage: farmhand enroll [--server URL (--token TOKEN | --token-file FILE)] [--force]\n\n"
+    return "Usage: farmhand enroll [--server URL (--token TOKEN | --token-file FILE) [--ca-file PEM]] [--force]\n\n"
            "Makes this host a farm member for good: installs missing prerequisites\n"
-           "with the host's package manager, writes /etc/farmhand/agent.json (0600),\n"
-           "creates farmhand's directories, installs and enables farmhand.service and\n"
-           "runs the first apply. Safe to run again. Replacing a different server or\n"
-           "token needs --force.\n";
+           "with the host's package manager, trades the server's one-time token for\n"
+           "this host's credential (/etc/farmhand/credential, 0600), writes\n"
+           "/etc/farmhand/agent.json (0600), creates farmhand's directories, installs\n"
+           "and enables farmhand.service and runs the first apply. Safe to run again.\n"
+           "Replacing a different server, or enrolling again, needs --force.\n";
   }
   if (command == "devices") {
     return "Usage: farmhand devices [--json]\n\n"

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string_view>
 #include <chrono>
 #include <cstdio>
@@ -25,7 +27,10 @@
 
 #include "agent/commands.h"
 #include "agent/devices.h"
+#include "agent/loop.h"
+#include "agent/report.h"
 #include "agent/runtime.h"
+#include "agent/server_report.h"
 #include "agent/progress.h"
 #include "agent/wiring.h"
 #include "common/log.h"
@@ -96,12 +101,13 @@ std::string reconcile(const Invocation& inv, std::unique_ptr<Wired>& kept) {
   return std::to_string(healthy) + " of " + std::to_string(total) + " container networks healthy";
 }
 
-// Logs health changes since the last look.
-void watch(provisioner::Provisioner& p, std::map<std::string, bool>& last) {
+// Logs health changes since the last look; returns what it saw.
+std::optional<std::map<std::string, provisioner::NetworkHealth>> watch(provisioner::Provisioner& p,
+                                                                      std::map<std::string, bool>& last) {
   auto health = p.network_health(kWatchHealthTimeout);
   if (!health) {
     log::error("checking the containers' networks: ", health.error().message());
-    return;
+    return std::nullopt;
   }
   size_t healthy = 0;
   for (const auto& [name, h] : *health) {
@@ -118,6 +124,7 @@ void watch(provisioner::Provisioner& p, std::map<std::string, bool>& last) {
   }
   notify_service_manager("STATUS=" + std::to_string(healthy) + " of " + std::to_string(health->size()) +
                          " container networks healthy");
+  return *health;
 }
 
 }  // namespace
@@ -128,8 +135,9 @@ namespace {
 // own connections, so a slow check never delays a device event.
 class HealthWatch {
  public:
-  HealthWatch(const Invocation& inv, provisioner::AgentConfig config) {
-    thread_ = std::thread([this, inv, config = std::move(config)]() mutable {
+  using Seen = std::function<void(std::map<std::string, provisioner::NetworkHealth>)>;
+  HealthWatch(const Invocation& inv, provisioner::AgentConfig config, Seen seen) {
+    thread_ = std::thread([this, inv, config = std::move(config), seen = std::move(seen)]() mutable {
       auto wired = wire(inv, std::move(config));
       if (!wired) {
         log::error("network health watch: ", wired.error().message());
@@ -140,7 +148,8 @@ class HealthWatch {
       while (!stop_) {
         if (cv_.wait_for(lock, kHealthInterval, [this] { return stop_; })) break;
         lock.unlock();
-        watch(*(*wired)->provisioner, last);
+        auto health = watch(*(*wired)->provisioner, last);
+        if (health && seen) seen(std::move(*health));
         lock.lock();
       }
     });
@@ -256,10 +265,48 @@ int cmd_daemon(const Invocation& inv) {
 
   notify_service_manager("READY=1\nSTATUS=reconciling");
   log::notice("farmhand agent started: reconciling the host");
-  notify_service_manager("STATUS=" + reconcile_stoppable());
+  std::string summary = reconcile_stoppable();
+  notify_service_manager("STATUS=" + summary);
+
+  auto created = EventLoop::create();
+  if (!created) {
+    log::error("event loop: ", created.error().message());
+    return kExitFailed;
+  }
+  EventLoop& loop = **created;
 
   std::unique_ptr<DeviceSide> devices;
-  std::map<std::string, int> exits;  // container -> pidfd of its init (hosts without systemd)
+  std::unique_ptr<ServerReport> report;
+  std::unique_ptr<HealthWatch> health;
+  // container -> pidfd of its init and its watch (hosts without systemd)
+  std::map<std::string, std::pair<int, EventLoop::WatchId>> exits;
+  std::function<void(const std::string&)> container_stopped;
+  auto watch_exit = [&](const std::string& name, pid_t leader) {
+    if (exits.count(name)) return;
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, leader, 0));
+    if (pidfd < 0) return;
+    // The init exiting (pidfd readable) means the container stopped.
+    auto id = loop.watch_fd(pidfd, [&, name] { container_stopped(name); });
+    if (!id) {
+      ::close(pidfd);
+      return;
+    }
+    exits[name] = {pidfd, *id};
+  };
+  container_stopped = [&](const std::string& name) {
+    if (auto it = exits.find(name); it != exits.end()) {
+      loop.unwatch(it->second.second);
+      ::close(it->second.first);
+      exits.erase(it);
+    }
+    if (devices) devices->manager->container_stopped(name);
+    if (report) report->container_stopped(name);
+  };
+  auto container_started = [&](const std::string& name) {
+    if (devices) devices->manager->container_started(name);
+    if (report) report->container_started(name);
+  };
+
   // Without systemd, containers run by `farmhand run` report their start
   // on this socket (systemd-nspawn's NOTIFY_SOCKET).
   int notify = -1;
@@ -283,11 +330,28 @@ int cmd_daemon(const Invocation& inv) {
       }
     }
   }
+  auto device_event = [&](const std::string& action, const udev::Lease& lease, const std::string& detail) {
+    if (!report) return;
+    const std::string id = device_id(lease);
+    if (action == "attach") {
+      report->emit("device_attached", lease.container, id, lease.devnode + " attached to " + lease.container);
+    } else if (action == "detach") {
+      report->emit("device_detached", lease.container, id,
+                   lease.devnode + " detached from " + lease.container + (detail.empty() ? "" : " (" + detail + ")"));
+    } else if (action == "pending") {
+      report->emit("device_pending", lease.container, id,
+                   lease.devnode + " waits for " + lease.container + " to run");
+    } else {
+      report->emit("error", lease.container, id, lease.devnode + ": " + detail);
+    }
+    report->inventory_changed();
+  };
   auto start_devices = [&](provisioner::AgentConfig config) {
     devices.reset();
     if (!watcher) return;
     devices = make_device_side(inv, std::move(config), systemd.get());
     if (!devices) return;
+    devices->manager->on_record(device_event);
     auto present = watcher->enumerate();
     if (!present) {
       log::error("devices: ", present.error().message());
@@ -296,112 +360,160 @@ int cmd_daemon(const Invocation& inv) {
     devices->manager->reconcile(*present);
     if (systemd == nullptr) {
       for (const auto& c : devices->config.containers) {
-        if (exits.count(c.name)) continue;
-        if (auto leader = devices->locator->leader(c.name)) {
-          int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *leader, 0));
-          if (pidfd >= 0) exits[c.name] = pidfd;
-        }
+        if (auto leader = devices->locator->leader(c.name)) watch_exit(c.name, *leader);
       }
     }
   };
-  start_devices(*initial);
-  auto health = std::make_unique<HealthWatch>(inv, *initial);
+  ServerReport::Hooks hooks;
+  hooks.leases = [&]() -> std::vector<udev::Lease> {
+    if (!devices) return {};
+    auto all = devices->leases->all();
+    return all ? *all : std::vector<udev::Lease>{};
+  };
+  hooks.detach = [&](const std::string& id) -> Result<std::string> {
+    if (!devices) return fail("devices are not watched on this host");
+    return devices->manager->detach_device(id);
+  };
+  std::function<void()> restart_watches;
+  hooks.reconciled = [&] { restart_watches(); };
+  auto start_report = [&](const provisioner::AgentConfig& config) {
+    report.reset();
+    auto r = ServerReport::create(loop, inv, config, systemd.get(), hooks);
+    if (!r) {
+      log::warning("not reporting to the central server: ", r.error().message());
+    } else {
+      report = std::move(*r);
+    }
+  };
+  restart_watches = [&] {
+    auto config = load_config(config_path(inv));
+    if (!config) return;
+    health.reset();
+    health = std::make_unique<HealthWatch>(inv, *config, [&](std::map<std::string, provisioner::NetworkHealth> h) {
+      if (report) report->health_from_any_thread(std::move(h));
+    });
+    start_devices(*config);
+    if (report) report->set_config(*config);
+  };
 
-  for (;;) {
-    std::vector<pollfd> fds = {{sigfd, POLLIN, 0}};
-    if (watcher) fds.push_back({watcher->fd(), POLLIN, 0});
-    if (systemd) fds.push_back({systemd->bus_fd(), POLLIN, 0});
-    if (notify >= 0) fds.push_back({notify, POLLIN, 0});
-    for (const auto& [name, pidfd] : exits) fds.push_back({pidfd, POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      log::error("poll: ", errno_text(errno));
-      return kExitFailed;
+  start_report(*initial);
+  if (report) report->emit("agent_started", std::nullopt, std::nullopt, "farmhand agent started: " + summary);
+  start_devices(*initial);
+  health = std::make_unique<HealthWatch>(inv, *initial, [&](std::map<std::string, provisioner::NetworkHealth> h) {
+    if (report) report->health_from_any_thread(std::move(h));
+  });
+
+  int rc = kExitOk;
+  std::vector<EventLoop::WatchId> watches;
+  auto watch_or_fail = [&](int fd, std::function<void()> fn, const char* what) {
+    auto id = loop.watch_fd(fd, std::move(fn));
+    if (!id) {
+      log::error("watching ", what, ": ", id.error().message());
+      rc = kExitFailed;
+      return false;
     }
-    // Devices first: they are what someone is waiting for.
-    if (watcher) {
-      const auto arrived = std::chrono::steady_clock::now();
-      for (const auto& d : watcher->drain()) {
-        if (devices) devices->manager->handle(d, arrived);
-      }
-    }
-    if (systemd) {
-      for (const auto& e : systemd->machine_events()) {
-        if (!devices) continue;
-        if (e.started) {
-          devices->manager->container_started(e.name);
-        } else {
-          devices->manager->container_stopped(e.name);
+    watches.push_back(*id);
+    return true;
+  };
+  // Devices: they are what someone is waiting for.
+  if (watcher && !watch_or_fail(watcher->fd(), [&] {
+        const auto arrived = std::chrono::steady_clock::now();
+        for (const auto& d : watcher->drain()) {
+          if (devices) devices->manager->handle(d, arrived);
         }
-      }
-    }
-    // Without systemd: a container's init exiting (pidfd readable) means
-    // the container stopped.
-    for (auto it = exits.begin(); it != exits.end();) {
-      pollfd p{it->second, POLLIN, 0};
-      if (::poll(&p, 1, 0) == 1) {
-        if (devices) devices->manager->container_stopped(it->first);
-        ::close(it->second);
-        it = exits.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (notify >= 0) {
-      // nspawn sends "X_NSPAWN_LEADER_PID=..." once the container's init
-      // runs; the sender is nspawn, whose pid the run record holds.
-      char buf[4096];
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-      for (;;) {
-        iovec iov{buf, sizeof buf - 1};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t n = ::recvmsg(notify, &msg, MSG_DONTWAIT);
-        if (n < 0) break;
-        buf[n] = '\0';
-        const ucred* cred = nullptr;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-            cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
+      }, "udev")) {
+    return rc;
+  }
+  if (systemd && !watch_or_fail(systemd->bus_fd(), [&] {
+        for (const auto& e : systemd->machine_events()) {
+          if (e.started) {
+            container_started(e.name);
+          } else {
+            container_stopped(e.name);
           }
         }
-        if (cred == nullptr || std::string_view(buf).find("X_NSPAWN_LEADER_PID=") == std::string_view::npos) continue;
-        if (!devices) continue;
-        if (auto name = devices->locator->container_of(cred->pid)) {
-          devices->manager->container_started(*name);
-          if (auto leader = devices->locator->leader(*name)) {
-            int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *leader, 0));
-            if (pidfd >= 0) {
-              if (auto old = exits.find(*name); old != exits.end()) ::close(old->second);
-              exits[*name] = pidfd;
+      }, "the system bus")) {
+    return rc;
+  }
+  if (notify >= 0 && !watch_or_fail(notify, [&] {
+        // nspawn sends "X_NSPAWN_LEADER_PID=..." once the container's init
+        // runs; the sender is nspawn, whose pid the run record holds.
+        char buf[4096];
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+        for (;;) {
+          iovec iov{buf, sizeof buf - 1};
+          msghdr msg{};
+          msg.msg_iov = &iov;
+          msg.msg_iovlen = 1;
+          msg.msg_control = control;
+          msg.msg_controllen = sizeof control;
+          ssize_t n = ::recvmsg(notify, &msg, MSG_DONTWAIT);
+          if (n < 0) break;
+          buf[n] = '\0';
+          const ucred* cred = nullptr;
+          for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+              cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
             }
           }
+          if (cred == nullptr || std::string_view(buf).find("X_NSPAWN_LEADER_PID=") == std::string_view::npos) {
+            continue;
+          }
+          if (!devices) continue;
+          if (auto name = devices->locator->container_of(cred->pid)) {
+            if (auto old = exits.find(*name); old != exits.end()) {
+              loop.unwatch(old->second.second);
+              ::close(old->second.first);
+              exits.erase(old);
+            }
+            container_started(*name);
+            if (auto leader = devices->locator->leader(*name)) watch_exit(*name, *leader);
+          }
         }
-      }
-    }
-    signalfd_siginfo si{};
-    while (::read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-        notify_service_manager("STOPPING=1");
-        log::notice("farmhand agent stopping");
-        return kExitOk;
-      }
-      if (si.ssi_signo == SIGHUP) {
-        notify_service_manager("RELOADING=1\nSTATUS=reconciling");
-        log::notice("reload requested: reconciling the host");
-        std::string summary = reconcile_stoppable();
-        if (auto config = load_config(config_path(inv)); config) {
-          health.reset();
-          health = std::make_unique<HealthWatch>(inv, *config);
-          start_devices(std::move(*config));
-        }
-        notify_service_manager("READY=1\nSTATUS=" + summary);
-      }
-    }
+      }, "the notify socket")) {
+    return rc;
   }
+  if (!watch_or_fail(sigfd, [&] {
+        signalfd_siginfo si{};
+        while (::read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            notify_service_manager("STOPPING=1");
+            log::notice("farmhand agent stopping");
+            loop.stop();
+            return;
+          }
+          if (si.ssi_signo == SIGHUP) {
+            notify_service_manager("RELOADING=1\nSTATUS=reconciling");
+            log::notice("reload requested: reconciling the host");
+            std::string again = reconcile_stoppable();
+            if (auto config = load_config(config_path(inv)); config) {
+              if (!report || !config->server || !(config->server == initial->server)) start_report(*config);
+              initial = config;
+              restart_watches();
+            }
+            if (report) report->emit("apply", std::nullopt, std::nullopt, "reconciled on reload: " + again);
+            notify_service_manager("READY=1\nSTATUS=" + again);
+          }
+        }
+      }, "signals")) {
+    return rc;
+  }
+  loop.run();
+  if (report && report->busy()) {
+    // A command's apply is journaled step by step and resumes at the next start.
+    log::notice("stopping while a server command runs; an interrupted apply resumes at the next start");
+    std::fflush(nullptr);
+    std::_Exit(kExitOk);
+  }
+  for (auto id : watches) loop.unwatch(id);
+  for (auto& [name, e] : exits) {
+    loop.unwatch(e.second);
+    ::close(e.first);
+  }
+  report.reset();
+  health.reset();
+  devices.reset();
+  return rc;
 }
 
 }  // namespace farmhand::agent

@@ -1,5 +1,8 @@
 #include "agent/enroll.h"
 
+#include "agent/credential.h"
+#include "agent/enroll_exchange.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +194,27 @@ std::string self_binary() {
   return ec ? "" : p.string();
 }
 
+Status ensure_credential(const provisioner::ServerSettings& server, const std::string& token, bool force) {
+  if (!force && path_exists(server.credential_file)) {
+    auto held = read_credential(server.credential_file);
+    if (held && held->server == server.url) {
+      say("server: already enrolled with " + server.url + " as \"" + held->host +
+          "\"; the token was not used (pass --force to enroll again with it)");
+      return {};
+    }
+  }
+  auto enrolled = exchange_enrollment_token(server.url, token, server.ca_file, std::chrono::seconds(20));
+  if (!enrolled) return enrolled.error().context("enrolling with " + server.url);
+  log::add_secret(enrolled->credential);
+  if (auto s = make_dirs(fs::path(server.credential_file).parent_path(), 0755); !s) return s;
+  if (auto s = write_credential(server.credential_file, {server.url, enrolled->host, enrolled->credential}); !s) {
+    return s;
+  }
+  say("server: enrolled with " + server.url + " as \"" + enrolled->host + "\"; credential in " +
+      server.credential_file);
+  return {};
+}
+
 }  // namespace
 
 int cmd_enroll(const Invocation& inv) {
@@ -208,6 +232,8 @@ int cmd_enroll(const Invocation& inv) {
       req.url = *v;
     } else if (a == "--token" && (v = value())) {
       req.token = *v;
+    } else if (a == "--ca-file" && (v = value())) {
+      req.ca_file = *v;
     } else if (a == "--token-file" && (v = value())) {
       auto text = read_file(*v);
       if (!text) {
@@ -277,7 +303,17 @@ int cmd_enroll(const Invocation& inv) {
     return kExitFailed;
   }
 
-  // 3. The configuration (0600: it holds the server token) and directories.
+  // 3. The host's credential: the one-time token is traded for it, unless
+  //    this host already holds one for this server.
+  if (req.url && config.server) {
+    if (auto s = ensure_credential(*config.server, *req.token, req.force); !s) {
+      log::error(s.error().message());
+      log::error("the configuration was not changed");
+      return kExitFailed;
+    }
+  }
+
+  // 4. The configuration (0600) and directories.
   bool config_changed = !*existing || **existing != *merged;
   struct stat st {};
   bool mode_wrong = ::stat(path.c_str(), &st) == 0 && (st.st_mode & 07777) != 0600;
@@ -298,7 +334,7 @@ int cmd_enroll(const Invocation& inv) {
     }
   }
 
-  // 4. The agent service.
+  // 5. The agent service.
   auto unit = render_service_unit(kServiceUnitTemplate, self_binary());
   if (!unit) {
     log::error(unit.error().message());
@@ -336,7 +372,7 @@ int cmd_enroll(const Invocation& inv) {
   }
   say(std::string("service: farmhand.service ") + (unit_changed ? "installed" : "unchanged") + " and enabled");
 
-  // 5. The first apply, here, so its progress and result are seen.
+  // 6. The first apply, here, so its progress and result are seen.
   say("first apply");
   auto wired = wire(inv, config);
   if (!wired) {
@@ -356,7 +392,7 @@ int cmd_enroll(const Invocation& inv) {
     rc = kExitFailed;
   }
 
-  // 6. The agent itself; a changed unit is restarted to run the new binary.
+  // 7. The agent itself; a changed unit is restarted to run the new binary.
   auto active = (*sd)->active_state("farmhand.service");
   Status started = unit_changed || !active || *active != "active" ? (*sd)->restart_unit("farmhand.service")
                                                                   : Status{};
