@@ -127,7 +127,8 @@ Status sync_dir(const fs::path& dir) {
 }
 
 Status write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
-  const fs::path dir = path.parent_path();
+  // A bare file name is in the current directory.
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   if (auto st = make_dirs(dir); !st) return st;
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() < 0) return io_error("cannot open directory", dir, errno);

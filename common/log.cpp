@@ -60,6 +60,8 @@ Level max_level() {
 void add_secret(std::string secret) {
   std::lock_guard lock(state().mu);
   auto& secrets = state().secrets;
+  // A daemon registers the same credential at every reconnect: keep one.
+  if (secret.empty() || std::find(secrets.begin(), secrets.end(), secret) != secrets.end()) return;
   // Kept longest first, so a secret that is a prefix of another cannot leave
   // the rest of the longer one in a log line.
   auto pos = std::find_if(secrets.begin(), secrets.end(),

@@ -125,10 +125,8 @@ void Hub::handle_hello(AgentSession* s, const protocol::Hello& hello) {
   welcome.acked_seq = *acked;
   welcome.heartbeat_s = config_.heartbeat_s;
   s->send_text(encode_server(welcome));
-  if (auto st = store_.set_last_seen(hello.host, now_ms()); !st) {
-    log::warning("recording when \"", hello.host, "\" was last seen: ", st.error().message());
-  }
-  broadcast_host(hello.host);
+  staged_hosts_[hello.host].last_seen = now_ms();
+  schedule_batch();  // shows the host online once committed
 }
 
 void Hub::handle_event(AgentSession* s, protocol::Event&& event) {
@@ -153,12 +151,8 @@ void Hub::handle_heartbeat(AgentSession* s, const protocol::Heartbeat& hb) {
 }
 
 void Hub::handle_inventory(AgentSession* s, const protocol::Inventory& inv) {
-  std::string text = inv.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (auto st = store_.set_inventory(s->host, text); !st) {
-    log::error("storing the inventory of \"", s->host, "\": ", st.error().message());
-    return;
-  }
-  broadcast_host(s->host);
+  staged_hosts_[s->host].inventory = inv.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  schedule_batch();
 }
 
 void Hub::handle_command_result(AgentSession* s, const protocol::CommandResult& r) {
@@ -177,10 +171,8 @@ void Hub::agent_closed(AgentSession* s) {
   if (it == agents_by_host_.end() || it->second != s) return;
   agents_by_host_.erase(it);
   log::info("host \"", s->host, "\" disconnected");
-  if (auto st = store_.set_last_seen(s->host, s->last_rx_ms); !st) {
-    log::warning("recording when \"", s->host, "\" was last seen: ", st.error().message());
-  }
-  broadcast_host(s->host);
+  staged_hosts_[s->host].last_seen = s->last_rx_ms;
+  schedule_batch();
 }
 
 void Hub::mark_ack_pending(AgentSession* s) {
@@ -214,8 +206,16 @@ void Hub::commit_batch() {
   std::vector<StoredEvent> stored;
   stored.reserve(staged_events_.size());
   Status st = {};
-  if (!staged_events_.empty() || !staged_heartbeats_.empty()) {
+  if (!staged_events_.empty() || !staged_heartbeats_.empty() || !staged_hosts_.empty()) {
     st = store_.transaction([&]() -> Status {
+      for (const auto& [host, h] : staged_hosts_) {
+        if (h.inventory) {
+          if (auto s = store_.set_inventory(host, *h.inventory); !s) return s;
+        }
+        if (h.last_seen) {
+          if (auto s = store_.set_last_seen(host, *h.last_seen); !s) return s;
+        }
+      }
       for (auto& e : staged_events_) {
         auto id = store_.insert_event(e.host, e.event, now);
         if (!id) return id.error();
@@ -254,6 +254,9 @@ void Hub::commit_batch() {
   }
   staged_events_.clear();
   staged_heartbeats_.clear();
+  auto hosts = std::move(staged_hosts_);
+  staged_hosts_.clear();
+  for (const auto& [host, h] : hosts) broadcast_host(host);
 }
 
 void Hub::fail_batch(const Error& error) {
@@ -272,6 +275,7 @@ void Hub::fail_batch(const Error& error) {
   ack_pending_.clear();
   staged_events_.clear();
   staged_heartbeats_.clear();
+  staged_hosts_.clear();  // agents send their inventory again when they reconnect
 }
 
 int agent_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {

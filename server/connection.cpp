@@ -93,12 +93,16 @@ int Connection::on_writeable() {
                      close_reason_.size());
     return -1;
   }
-  Frame f = std::move(out_.front());
-  out_.pop_front();
-  size_t len = f->size() - LWS_PRE;
-  out_bytes_ -= len;
-  int n = lws_write(wsi_, reinterpret_cast<unsigned char*>(f->data()) + LWS_PRE, len, LWS_WRITE_TEXT);
-  if (n < 0 || static_cast<size_t>(n) < len) return -1;
+  // As many frames as the socket takes now: one per callback would cap a
+  // dashboard's feed at the loop's iteration rate.
+  do {
+    Frame f = std::move(out_.front());
+    out_.pop_front();
+    size_t len = f->size() - LWS_PRE;
+    out_bytes_ -= len;
+    int n = lws_write(wsi_, reinterpret_cast<unsigned char*>(f->data()) + LWS_PRE, len, LWS_WRITE_TEXT);
+    if (n < 0 || static_cast<size_t>(n) < len) return -1;
+  } while (!out_.empty() && !lws_send_pipe_choked(wsi_));
   if (!out_.empty() || closing_) lws_callback_on_writable(wsi_);
   return 0;
 }

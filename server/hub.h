@@ -156,6 +156,13 @@ class Hub {
 
   std::vector<StagedEvent> staged_events_;
   std::vector<StagedHeartbeat> staged_heartbeats_;
+  // Host rows written with the next batch (one fsync for all), so thousands
+  // of agents connecting at once do not each wait for a commit.
+  struct StagedHost {
+    std::optional<std::string> inventory;
+    std::optional<int64_t> last_seen;
+  };
+  std::map<std::string, StagedHost> staged_hosts_;
   std::vector<uint64_t> ack_pending_;  // connection ids
   bool batch_scheduled_ = false;
   HubTimer batch_timer_{};

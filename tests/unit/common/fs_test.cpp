@@ -262,3 +262,21 @@ TEST(FileLock, HeldUntilTheLastOwnerIsDestroyed) {
 
 }  // namespace
 }  // namespace farmhand
+
+namespace farmhand {
+namespace {
+
+TEST(WriteFileAtomic, BareFileNameIsInTheCurrentDirectory) {
+  char dir_template[] = "/tmp/farmhand-fs-bare.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const fs::path old_cwd = fs::current_path();
+  fs::current_path(dir_template);
+  Status st = write_file_atomic("bare.txt", "hello\n", 0600);
+  fs::current_path(old_cwd);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(*read_file(fs::path(dir_template) / "bare.txt"), "hello\n");
+  fs::remove_all(dir_template);
+}
+
+}  // namespace
+}  // namespace farmhand
