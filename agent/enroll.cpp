@@ -194,6 +194,43 @@ std::string self_binary() {
   return ec ? "" : p.string();
 }
 
+// Installs and enables farmhand.service; returns the systemd connection and
+// whether the unit changed.
+Result<std::pair<std::unique_ptr<SystemdControl>, bool>> install_service(const provisioner::AgentConfig& config) {
+  auto unit = render_service_unit(kServiceUnitTemplate, self_binary());
+  if (!unit) {
+    return unit.error();
+  }
+  auto sd = connect_systemd();
+  if (!sd) {
+    return sd.error();
+  }
+  const std::string unit_path = config.paths.systemd + "/farmhand.service";
+  auto have_unit = read_file_if_exists(unit_path);
+  bool unit_changed = !have_unit || !*have_unit || **have_unit != *unit;
+  if (unit_changed) {
+    if (auto s = write_file_atomic(unit_path, *unit, 0644); !s) {
+      return s.error();
+    }
+    if (auto s = (*sd)->daemon_reload(); !s) {
+      return s.error();
+    }
+  }
+  const fs::path wants = fs::path(config.paths.systemd) / "multi-user.target.wants" / "farmhand.service";
+  std::error_code ec;
+  if (!fs::is_symlink(wants, ec)) {
+    if (auto s = make_dirs(wants.parent_path()); !s) {
+      return s.error();
+    }
+    if (::symlink(unit_path.c_str(), wants.c_str()) != 0 && errno != EEXIST) {
+      return fail("cannot enable farmhand.service: " + errno_text(errno));
+    }
+  }
+  say(std::string("service: farmhand.service ") + (unit_changed ? "installed" : "unchanged") + " and enabled");
+
+  return std::pair{std::move(*sd), unit_changed};
+}
+
 Status ensure_credential(const provisioner::ServerSettings& server, const std::string& token, bool force) {
   if (!force && path_exists(server.credential_file)) {
     auto held = read_credential(server.credential_file);
@@ -268,10 +305,13 @@ int cmd_enroll(const Invocation& inv) {
     log::error("enroll must run as root: it installs packages and a system service");
     return kExitFailed;
   }
-  if (inv.root != "/" || !host_booted_with_systemd()) {
-    log::error("enroll needs a host booted with systemd as PID 1 (its containers and agent are systemd units)");
+  if (inv.root != "/") {
+    log::error("enroll works on this host only: --root is not supported");
     return kExitFailed;
   }
+  // Without systemd as PID 1 (a build VM's container, say) the host is
+  // enrolled all the same, but the agent service cannot be installed.
+  const bool with_systemd = host_booted_with_systemd();
 
   // 1. The configuration, decided before anything is touched.
   const std::string path = config_path(inv);
@@ -335,42 +375,17 @@ int cmd_enroll(const Invocation& inv) {
   }
 
   // 5. The agent service.
-  auto unit = render_service_unit(kServiceUnitTemplate, self_binary());
-  if (!unit) {
-    log::error(unit.error().message());
-    return kExitFailed;
-  }
-  auto sd = connect_systemd();
-  if (!sd) {
-    log::error(sd.error().message());
-    return kExitFailed;
-  }
-  const std::string unit_path = config.paths.systemd + "/farmhand.service";
-  auto have_unit = read_file_if_exists(unit_path);
-  bool unit_changed = !have_unit || !*have_unit || **have_unit != *unit;
-  if (unit_changed) {
-    if (auto s = write_file_atomic(unit_path, *unit, 0644); !s) {
-      log::error(s.error().message());
+  std::unique_ptr<SystemdControl> sd;
+  bool unit_changed = false;
+  if (with_systemd) {
+    auto service = install_service(config);
+    if (!service) {
+      log::error(service.error().message());
       return kExitFailed;
     }
-    if (auto s = (*sd)->daemon_reload(); !s) {
-      log::error(s.error().message());
-      return kExitFailed;
-    }
+    sd = std::move(service->first);
+    unit_changed = service->second;
   }
-  const fs::path wants = fs::path(config.paths.systemd) / "multi-user.target.wants" / "farmhand.service";
-  std::error_code ec;
-  if (!fs::is_symlink(wants, ec)) {
-    if (auto s = make_dirs(wants.parent_path()); !s) {
-      log::error(s.error().message());
-      return kExitFailed;
-    }
-    if (::symlink(unit_path.c_str(), wants.c_str()) != 0 && errno != EEXIST) {
-      log::error("cannot enable farmhand.service: ", errno_text(errno));
-      return kExitFailed;
-    }
-  }
-  say(std::string("service: farmhand.service ") + (unit_changed ? "installed" : "unchanged") + " and enabled");
 
   // 6. The first apply, here, so its progress and result are seen.
   say("first apply");
@@ -393,14 +408,19 @@ int cmd_enroll(const Invocation& inv) {
   }
 
   // 7. The agent itself; a changed unit is restarted to run the new binary.
-  auto active = (*sd)->active_state("farmhand.service");
-  Status started = unit_changed || !active || *active != "active" ? (*sd)->restart_unit("farmhand.service")
-                                                                  : Status{};
-  if (!started) {
-    log::error(started.error().message());
-    return kExitFailed;
+  if (sd) {
+    auto active = sd->active_state("farmhand.service");
+    Status started = unit_changed || !active || *active != "active" ? sd->restart_unit("farmhand.service")
+                                                                    : Status{};
+    if (!started) {
+      log::error(started.error().message());
+      return kExitFailed;
+    }
+    say("service: farmhand.service running");
+  } else {
+    say("service: no systemd as PID 1 here, so farmhand.service is not installed; run `farmhand daemon` "
+        "to keep the host reconciled and reporting");
   }
-  say("service: farmhand.service running");
   if (rc != kExitOk) {
     log::error("enrolled, but the first apply did not succeed: fix the problem above and run `farmhand apply`");
     return rc;

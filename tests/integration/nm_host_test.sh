@@ -4,7 +4,9 @@
 # working networks through NetworkManager shared connections in firewalld
 # zone "vm", and everything comes back after a reboot with no command run.
 # The checks use the real tools (nmcli, firewall-cmd) and real traffic from
-# inside the containers.
+# inside the containers. A real farmhand-server runs in the test host: enroll
+# trades a one-time token for the host's credential, and the server sees the
+# host's containers, before and after a reboot.
 TESTHOST_FLAVOR=nm
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/testhost.sh"
@@ -12,10 +14,13 @@ source "$(dirname "$0")/network_checks.sh"
 
 make_root WORK
 HOSTDIR=$WORK/fhost
-BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind="$TEST_CACHE":/var/cache/farmhand)
+FH_SERVER=$(dirname "$FH")/../server/farmhand-server
+BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind-ro="$(dirname "$FH_SERVER")":/opt/farmhand-server
+           --bind="$TEST_CACHE":/var/cache/farmhand)
 testhost_init "$HOSTDIR"
 NAMES=(nm-a nm-b nm-c)
-SERVER=wss://farm-server.invalid:8443
+SERVER=ws://127.0.0.1:8383
+SERVER_DB=/var/lib/farmhand-server/server.db
 AGENT_JSON=$HOSTDIR/etc/farmhand/agent.json
 
 testcase_boot_a_test_host() {
@@ -29,28 +34,74 @@ testcase_boot_a_test_host() {
   echo "address=/$UPSTREAM_NAME/$UPSTREAM_ADDR" > "$HOSTDIR/etc/NetworkManager/dnsmasq-shared.d/upstream.conf"
 }
 
+# The central server, as a transient unit of the test host (gone at reboot).
+server_start() {
+  in_testhost mkdir -p /var/lib/farmhand-server
+  in_testhost systemd-run --unit=farmhand-server --collect /opt/farmhand-server/farmhand-server serve \
+    --listen 127.0.0.1:8383 --database "$SERVER_DB"
+  assert_eq 0 "$RC" "starting farmhand-server: $OUT"
+  wait_for 30 nsenter -t "$(testhost_leader)" -a bash -c 'exec 3<>/dev/tcp/127.0.0.1/8383'
+}
+
+server_cli() {
+  in_testhost /opt/farmhand-server/farmhand-server "$@" --database "$SERVER_DB"
+}
+
+# Whether the server's latest inventory of the test host shows every NAME
+# running (read from the server's SQLite file, through the test host's tree).
+server_sees_running() {  # NAME...
+  sqlite3 "file:$HOSTDIR$SERVER_DB?mode=ro" "SELECT inventory FROM hosts WHERE name = 'nm-host'" |
+    python3 -c '
+import json, sys
+inv = json.loads(sys.stdin.read() or "null")
+states = {c["name"]: c["state"] for c in (inv or {}).get("containers", [])}
+sys.exit(0 if all(states.get(n) == "running" for n in sys.argv[1:]) else 1)' "$@"
+}
+
 testcase_enroll() {
+  server_start
+  TOKEN=$(nsenter -t "$(testhost_leader)" -a /opt/farmhand-server/farmhand-server token create --name nm-host \
+          --database "$SERVER_DB" 2>/dev/null) || fail "token create failed"
+  [[ "$TOKEN" == fht_* ]] || fail "token create printed \"$TOKEN\""
+  echo "$TOKEN" > "$WORK/token"  # each testcase runs in a subshell
+  # From a root-only file, as an admin would: a --token argument would be in
+  # the transient unit's description, which systemd logs.
+  install -m 600 "$WORK/token" "$HOSTDIR/root/token"
   local t0=$SECONDS
-  farmhand_in_testhost enroll --server "$SERVER" --token t0ken-one
+  farmhand_in_testhost enroll --server "$SERVER" --token-file /root/token
   assert_eq 0 "$RC" "enroll: $OUT"
   echo "    enroll took $((SECONDS - t0)) s"
   assert_contains "$OUT" "prerequisites: all present"
+  assert_contains "$OUT" "server: enrolled with $SERVER as \"nm-host\""
   assert_eq 600 "$(stat -c %a "$AGENT_JSON")" "agent.json mode"
+  assert_eq 600 "$(stat -c %a "$HOSTDIR/etc/farmhand/credential")" "credential mode"
   in_testhost systemctl is-enabled farmhand.service
   assert_eq enabled "$OUT"
   in_testhost systemctl is-active farmhand.service
   assert_eq active "$OUT"
-  # The token never reaches the journal or the output.
-  [[ "$OUT" != *t0ken-one* ]] || fail "the token was printed"
-  in_testhost journalctl -u farmhand.service --no-pager
-  [[ "$OUT" != *t0ken-one* ]] || fail "the token was logged"
+  # Neither the token nor the credential reaches the journal or the output.
+  [[ "$OUT" != *"$TOKEN"* ]] || fail "the token was printed"
+  local credential
+  credential=$(sed -n 's/.*"credential": *"\([^"]*\)".*/\1/p' "$HOSTDIR/etc/farmhand/credential")
+  [ -n "$credential" ] || fail "no credential in /etc/farmhand/credential"
+  ! grep -q "$TOKEN" "$AGENT_JSON" || fail "the one-time token was kept in agent.json"
+  wait_for 30 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'connected to $SERVER as nm-host'"
+  in_testhost journalctl --no-pager
+  [[ "$OUT" != *"$TOKEN"* ]] || fail "the token was logged"
+  [[ "$OUT" != *"$credential"* ]] || fail "the credential was logged"
+  # The token was used up.
+  server_cli token list
+  assert_contains "$OUT" "used"
+  server_cli host list
+  assert_contains "$OUT" "nm-host"
 }
 
 testcase_enroll_again_is_a_no_op() {
   local before
   before=$(sha256sum "$AGENT_JSON")
-  farmhand_in_testhost enroll --server "$SERVER" --token t0ken-one
+  farmhand_in_testhost enroll --server "$SERVER" --token-file /root/token
   assert_eq 0 "$RC" "second enroll: $OUT"
+  assert_contains "$OUT" "already enrolled with $SERVER as \"nm-host\"; the token was not used"
   assert_contains "$OUT" "configuration: /etc/farmhand/agent.json unchanged"
   assert_contains "$OUT" "service: farmhand.service unchanged and enabled"
   assert_eq "$before" "$(sha256sum "$AGENT_JSON")"
@@ -109,6 +160,13 @@ testcase_status_shows_healthy_networks() {
   done
 }
 
+testcase_server_sees_the_containers() {
+  wait_for 60 server_sees_running "${NAMES[@]}"
+  local kinds
+  kinds=$(sqlite3 "file:$HOSTDIR$SERVER_DB?mode=ro" "SELECT DISTINCT kind FROM events WHERE host = 'nm-host'")
+  assert_contains "$kinds" "agent_started"
+}
+
 testcase_second_apply_is_a_no_op() {
   farmhand_in_testhost apply
   assert_eq 0 "$RC" "$OUT"
@@ -119,6 +177,13 @@ testcase_everything_comes_back_after_reboot() {
   reboot_and_wait_healthy "${NAMES[@]}"
   upstream_start
   assert_traffic_from_inside "${NAMES[@]}"
+  # The server (started again: it was a transient unit) sees the host come
+  # back with every container running, and the events of the boot arrive.
+  local before
+  before=$(sqlite3 "file:$HOSTDIR$SERVER_DB?mode=ro" "SELECT count(*) FROM events WHERE host = 'nm-host'")
+  server_start
+  wait_for 60 server_sees_running "${NAMES[@]}"
+  wait_for 60 bash -c "[ \$(sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT count(*) FROM events WHERE host = 'nm-host'\") -gt $before ]"
 }
 
 testcase_agent_restores_a_deleted_connection() {
@@ -149,7 +214,7 @@ testcase_refuses_networkmanager_and_networkd_both_claiming_veth() {
 testcase_refuses_another_server_without_force() {
   local before
   before=$(sha256sum "$AGENT_JSON")
-  farmhand_in_testhost enroll --server wss://other-server.invalid --token t0ken-two
+  farmhand_in_testhost enroll --server wss://other-server.invalid --token fht_not-used
   assert_eq 1 "$RC" "$OUT"
   assert_contains "$OUT" "already enrolled with the server $SERVER"
   assert_contains "$OUT" "pass --force"
@@ -162,7 +227,7 @@ testcase_missing_prerequisite_that_cannot_be_installed() {
   in_testhost apt-get remove -y -q debootstrap
   assert_eq 0 "$RC" "$OUT"
   rm -f "$HOSTDIR"/var/cache/apt/archives/debootstrap_*.deb
-  farmhand_in_testhost enroll --server "$SERVER" --token t0ken-one
+  farmhand_in_testhost enroll --server "$SERVER" --token-file /root/token
   assert_eq 1 "$RC" "$OUT"
   assert_contains "$OUT" "missing prerequisite(s) that could not be installed: debootstrap (package debootstrap"
 }
