@@ -1,5 +1,5 @@
 // A tiny farmhand server for the link tests: a listening vhost (port 0) on
-// the test's own EventLoop, speaking just enough of docs/protocol.md
+// the test's own EventLoop (which must be destroyed before it), speaking just enough of docs/protocol.md
 // (welcome, ack, error, command) and recording every frame it receives.
 #pragma once
 
@@ -43,9 +43,8 @@ class FakeServer {
     info.protocols = protocols_;
     vhost_ = lws_create_vhost(loop.context(), &info);
   }
-  ~FakeServer() {
-    if (vhost_ != nullptr) lws_vhost_destroy(vhost_);
-  }
+  // The vhost (which points at protocols_) goes with the loop's context:
+  // destroy the loop first.
 
   bool ok() const { return vhost_ != nullptr; }
   std::string url() const { return "ws://127.0.0.1:" + std::to_string(lws_get_vhost_listen_port(vhost_)); }

@@ -26,8 +26,8 @@ class ServerThread {
   ~ServerThread() {
     loop_->stop();
     thread_.join();
-    server_.reset();
     loop_.reset();
+    server_.reset();
   }
   const std::string& url() const { return url_; }
 

@@ -42,9 +42,9 @@ class LinkTest : public ::testing::Test {
   }
   void TearDown() override {
     link_.reset();
-    server_.reset();
     outbox_.reset();
     loop_.reset();
+    server_.reset();
   }
 
   void start_server(FakeServer::Options options = {}) {
