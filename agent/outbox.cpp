@@ -92,16 +92,13 @@ Status SqliteOutbox::acknowledge(uint64_t seq) {
   return {};
 }
 
-Status SqliteOutbox::raise_sequence(uint64_t at_least) {
+Status SqliteOutbox::set_sequence(uint64_t value) {
   // AUTOINCREMENT hands out max(sqlite_sequence, max rowid) + 1.
-  auto current = last_seq();
-  if (!current) return current.error();
-  if (*current >= at_least) return {};
   for (const char* query : {"UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'",
                             "INSERT INTO sqlite_sequence(seq, name) VALUES(?, 'outbox')"}) {
     auto stmt = db_.prepare(query);
     if (!stmt) return stmt.error();
-    stmt->bind(1, static_cast<int64_t>(at_least));
+    stmt->bind(1, static_cast<int64_t>(value));
     if (auto s = stmt->run(); !s) return s;
     if (db_.changes() > 0) break;
   }
@@ -112,23 +109,29 @@ Status SqliteOutbox::reconcile(uint64_t acked_seq) {
   Status s = db_.transaction([&]() -> Status {
     auto last = last_seq();
     if (!last) return last.error();
-    if (*last >= acked_seq) return acknowledge(acked_seq);
-    // The server has more than this outbox ever numbered: its state.db was
-    // lost. Renumber what waits so it follows on from the server's events.
+    // Seqs this outbox never handed out cannot be acknowledgements of its
+    // events: the server has more than this state.db ever numbered.
+    if (*last >= acked_seq) {
+      if (auto a = acknowledge(acked_seq); !a) return a;
+    }
     auto first = single_integer(db_, "SELECT MIN(seq) FROM outbox");
     if (!first) return first.error();
-    uint64_t top = acked_seq;
-    if (*first != 0) {
-      uint64_t shift = acked_seq + 1 - *first;
-      auto stmt = db_.prepare("UPDATE outbox SET seq = seq + ?");
-      if (!stmt) return stmt.error();
-      stmt->bind(1, static_cast<int64_t>(shift));
-      if (auto r = stmt->run(); !r) return r;
-      auto max = single_integer(db_, "SELECT MAX(seq) FROM outbox");
-      if (!max) return max.error();
-      top = std::max(top, *max);
-    }
-    return raise_sequence(top);
+    auto count = single_integer(db_, "SELECT COUNT(*) FROM outbox");
+    if (!count) return count.error();
+    // The next event the server takes is acked_seq + 1. Anything else means
+    // one side lost state: this state.db (the server has more) or the
+    // server's database (restored from an older backup). Either way, what
+    // waits here is renumbered to follow on from the server's events.
+    if (*count == 0) return *last == acked_seq ? Status{} : set_sequence(acked_seq);
+    if (*first == acked_seq + 1) return {};
+    const int64_t shift = static_cast<int64_t>(acked_seq + 1) - static_cast<int64_t>(*first);
+    // Through negative numbers, so no two rows ever share a seq mid-way.
+    if (auto r = db_.exec("UPDATE outbox SET seq = -seq"); !r) return r;
+    auto stmt = db_.prepare("UPDATE outbox SET seq = -seq + ?");
+    if (!stmt) return stmt.error();
+    stmt->bind(1, shift);
+    if (auto r = stmt->run(); !r) return r;
+    return set_sequence(acked_seq + *count);
   });
   if (!s) return s.error().context("reconciling the outbox with the server's acked_seq " +
                                    std::to_string(acked_seq));
@@ -177,14 +180,12 @@ Status MemoryOutbox::acknowledge(uint64_t seq) {
 }
 
 Status MemoryOutbox::reconcile(uint64_t acked_seq) {
-  if (last_seq_ >= acked_seq) return acknowledge(acked_seq);
-  if (!events_.empty()) {
-    uint64_t shift = acked_seq + 1 - events_.front().seq;
-    for (auto& e : events_) e.seq += shift;
-    last_seq_ = events_.back().seq;
-  } else {
-    last_seq_ = acked_seq;
+  if (last_seq_ >= acked_seq) {
+    if (auto a = acknowledge(acked_seq); !a) return a;
   }
+  uint64_t next = acked_seq + 1;
+  for (auto& e : events_) e.seq = next++;
+  last_seq_ = next - 1;
   return {};
 }
 

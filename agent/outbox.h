@@ -34,9 +34,10 @@ class Outbox {
   virtual Status acknowledge(uint64_t seq) = 0;
   // The server's `welcome`: it has stored every event up to `acked_seq`.
   // Forgets those and makes sure the next seqs follow on from the server's:
-  // if this outbox never handed out seqs that high (its state was lost), the
-  // events still waiting are renumbered to acked_seq + 1, ... and later
-  // appends continue from there.
+  // if either side lost state (this outbox never numbered that high, or the
+  // server's database is older than what it acknowledged), the events still
+  // waiting are renumbered to acked_seq + 1, ... and later appends continue
+  // from there.
   virtual Status reconcile(uint64_t acked_seq) = 0;
   virtual Result<uint64_t> size() = 0;
   // The highest seq ever handed out (0 before the first).
@@ -58,7 +59,7 @@ class SqliteOutbox : public Outbox {
 
  private:
   explicit SqliteOutbox(sql::Database db) : db_(std::move(db)) {}
-  Status raise_sequence(uint64_t at_least);
+  Status set_sequence(uint64_t value);
   sql::Database db_;
 };
 
