@@ -68,8 +68,9 @@ void Hub::agent_message(AgentSession* s, std::string_view text) {
              frame);
 }
 
+// Secrets are registered for redaction only once verified: a peer sending
+// random values must not grow the redaction list (nothing here logs them).
 void Hub::handle_enroll(AgentSession* s, const protocol::Enroll& enroll) {
-  log::add_secret(enroll.token);
   auto result = store_.enroll(enroll.token, now_ms());
   if (!result) {
     log::error("enrolling ", s->peer(), ": ", result.error().message());
@@ -80,6 +81,7 @@ void Hub::handle_enroll(AgentSession* s, const protocol::Enroll& enroll) {
     s->refuse("unauthorized", "the token is unknown, used, revoked or expired");
     return;
   }
+  log::add_secret(enroll.token);
   log::add_secret((*result)->credential);
   log::notice("enrolled host \"", (*result)->host, "\" from ", s->peer());
   s->send_text(encode_server(protocol::Enrolled{(*result)->host, (*result)->credential}));
@@ -88,7 +90,6 @@ void Hub::handle_enroll(AgentSession* s, const protocol::Enroll& enroll) {
 }
 
 void Hub::handle_hello(AgentSession* s, const protocol::Hello& hello) {
-  log::add_secret(hello.credential);
   auto stored = store_.credential_hash(hello.host);
   std::string given = hash_secret(hello.credential);
   if (!stored) {
@@ -100,6 +101,7 @@ void Hub::handle_hello(AgentSession* s, const protocol::Hello& hello) {
     s->refuse("unauthorized", "unknown host or wrong credential");
     return;
   }
+  log::add_secret(hello.credential);
   // Staged events of an earlier connection of this host count as stored.
   if (!staged_events_.empty() || !staged_heartbeats_.empty()) commit_batch();
   auto acked = store_.acked_seq(hello.host);

@@ -341,6 +341,12 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
 }
 
 int run_cli(const std::vector<std::string>& args, std::istream& in, std::ostream& out, std::ostream& err) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      out << kUsage;
+      return 0;
+    }
+  }
   auto parsed = parse_args(args);
   if (!parsed) {
     err << "farmhand-server: " << parsed.error().message() << "\n" << kUsage;

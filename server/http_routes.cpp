@@ -52,6 +52,10 @@ HttpResponse login(Hub& hub, const HttpExchange& x) {
   std::string name = body["user"].get<std::string>();
   std::string password = body["password"].get<std::string>();
   if (!valid_name(name)) return error_response(HTTP_STATUS_UNAUTHORIZED, "wrong user or password");
+  if (!hub.allow_password_check()) {
+    log::warning("login as \"", name, "\" refused: too many login attempts");
+    return error_response(429, "too many login attempts; try again in a few seconds");
+  }
   auto user = hub.store().check_password(name, password);
   if (!user) return server_error(user.error());
   if (!*user) {

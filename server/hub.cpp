@@ -43,18 +43,31 @@ std::optional<UserInfo> Hub::session_from_cookie(lws* wsi, std::string* session_
     while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     if (item.substr(0, 11) != "fh_session=") continue;
     std::string id(item.substr(11));
-    log::add_secret(id);
     auto user = store_.session_user(id, now_ms());
     if (!user) {
       log::error("checking a session: ", user.error().message());
       return std::nullopt;
     }
     if (*user) {
+      log::add_secret(id);  // only a valid session: random cookies must not grow the list
       if (session_id) *session_id = id;
       return **user;
     }
   }
   return std::nullopt;
+}
+
+bool Hub::allow_password_check() {
+  constexpr double kLoginsPerSecond = 4;
+  constexpr double kLoginBurst = 8;
+  const int64_t now = now_ms();
+  if (login_refill_ms_ == 0) login_tokens_ = kLoginBurst;
+  login_tokens_ = std::min(kLoginBurst, login_tokens_ + static_cast<double>(now - login_refill_ms_) / 1000.0 *
+                                                            kLoginsPerSecond);
+  login_refill_ms_ = now;
+  if (login_tokens_ < 1) return false;
+  login_tokens_ -= 1;
+  return true;
 }
 
 void Hub::sweep() {

@@ -74,6 +74,9 @@ class Hub {
   const ServerConfig& config() const { return config_; }
   Store& store() { return store_; }
   int64_t now_ms() const { return now_ms_(); }
+  // Each password check costs ~50-100 ms of this thread (PBKDF2): at most
+  // kLoginsPerSecond of them, so a login flood cannot stall the agents.
+  bool allow_password_check();
   lws_context* context() const { return context_; }
   void set_context(lws_context* context) { context_ = context; }
   bool stopping() const { return stopping_; }
@@ -165,6 +168,8 @@ class Hub {
   std::map<std::string, StagedHost> staged_hosts_;
   std::vector<uint64_t> ack_pending_;  // connection ids
   bool batch_scheduled_ = false;
+  double login_tokens_ = 0;
+  int64_t login_refill_ms_ = 0;
   HubTimer batch_timer_{};
   HubTimer sweep_timer_{};
   int64_t last_prune_ms_ = 0;
