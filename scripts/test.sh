@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs farmhand's whole test suite: unit tests (also under
-# AddressSanitizer and UBSan), integration tests as root with real
-# debootstrap, nspawn and mounts, and the benchmarks, which print figures.
+# AddressSanitizer and UBSan), libFuzzer runs of the protocol decoder and
+# the config parser, integration tests as root with real debootstrap, nspawn
+# and mounts, a real farmhand-server with real agents, the dashboard in
+# headless Chromium, and the benchmarks, which print figures.
 # Base trees are cached in /var/cache/farmhand-tests between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,9 @@ FARMHAND_BUILD_DIR=build-asan scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_S
 
 echo "== unit tests under AddressSanitizer and UBSan"
 ctest --test-dir build-asan -L unit --output-on-failure -j2
+
+echo "== fuzzing the protocol decoder and the config parser (bounded)"
+scripts/fuzz.sh "${FARMHAND_FUZZ_SECONDS:-60}"
 
 echo "== benchmarks"
 tests/bench/run_all.sh build/agent/farmhand
