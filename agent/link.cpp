@@ -211,6 +211,8 @@ void AgentLink::on_welcome(const protocol::Welcome& welcome) {
   sent_seq_ = welcome.acked_seq;
   batch_.clear();
   inventory_due_ = static_cast<bool>(callbacks_.inventory);
+  // One heartbeat at once, so the server shows the host's load from the start.
+  heartbeat_due_ = static_cast<bool>(callbacks_.heartbeat);
   heartbeat_s_ = welcome.heartbeat_s;
   schedule_heartbeat();
   auto waiting = outbox_.size();
