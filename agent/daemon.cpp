@@ -1,7 +1,9 @@
-// `farmhand daemon`: the agent service. At start it reconciles the host, as
-// it must after every boot: host network files restored, containers that
-// should run started. Then it watches the containers' network health and
-// logs every change. The central-server connection joins this loop.
+// `farmhand daemon`: the agent service. One event loop (libwebsockets'own)
+// carries the server link, udev, machined's signals, container exits and
+// signals. At start, and on SIGHUP, it reconciles the host on a worker
+// thread, as it must after every boot: host network files restored,
+// containers that should run started. A second thread watches the
+// containers' network health and reports every change.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -221,21 +223,9 @@ int cmd_daemon(const Invocation& inv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
+  // Every thread started from here on inherits the mask: the signals reach
+  // the event loop's signalfd only.
   sigprocmask(SIG_BLOCK, &signals, nullptr);
-  // While reconciling (which can wait long for a container's network), a
-  // stop request ends the process at once: every apply step is journaled
-  // and resumes at the next start. SIGHUP stays blocked until the loop.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  std::unique_ptr<Wired> wired;
-  auto reconcile_stoppable = [&] {
-    sigprocmask(SIG_UNBLOCK, &stop, nullptr);
-    std::string summary = reconcile(inv, wired);
-    sigprocmask(SIG_BLOCK, &stop, nullptr);
-    return summary;
-  };
   const int sigfd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) {
     log::error("signalfd: ", errno_text(errno));
@@ -263,11 +253,6 @@ int cmd_daemon(const Invocation& inv) {
     }
   }
 
-  notify_service_manager("READY=1\nSTATUS=reconciling");
-  log::notice("farmhand agent started: reconciling the host");
-  std::string summary = reconcile_stoppable();
-  notify_service_manager("STATUS=" + summary);
-
   auto created = EventLoop::create();
   if (!created) {
     log::error("event loop: ", created.error().message());
@@ -275,6 +260,10 @@ int cmd_daemon(const Invocation& inv) {
   }
   EventLoop& loop = **created;
 
+  // Reconciles and the server's slow commands run here, one at a time, so
+  // devices, the server link and signals are never kept waiting.
+  Worker worker;
+  std::unique_ptr<Wired> wired;  // the worker's own, kept between reconciles
   std::unique_ptr<DeviceSide> devices;
   std::unique_ptr<ServerReport> report;
   std::unique_ptr<HealthWatch> health;
@@ -378,7 +367,7 @@ int cmd_daemon(const Invocation& inv) {
   hooks.reconciled = [&] { restart_watches(); };
   auto start_report = [&](const provisioner::AgentConfig& config) {
     report.reset();
-    auto r = ServerReport::create(loop, inv, config, systemd.get(), hooks);
+    auto r = ServerReport::create(loop, worker, inv, config, systemd.get(), hooks);
     if (!r) {
       log::warning("not reporting to the central server: ", r.error().message());
     } else {
@@ -396,8 +385,32 @@ int cmd_daemon(const Invocation& inv) {
     if (report) report->set_config(*config);
   };
 
+  // A reconcile on the worker; its summary comes back to the loop.
+  auto reconcile_in_background = [&](bool at_start) {
+    worker.enqueue([&, at_start] {
+      std::string summary = reconcile(inv, wired);
+      loop.post([&, at_start, summary] {
+        if (!at_start) {
+          if (auto config = load_config(config_path(inv)); config) {
+            if (!report || !config->server || !(config->server == initial->server)) start_report(*config);
+            initial = config;
+            restart_watches();
+          }
+        }
+        if (report) {
+          report->emit("apply", std::nullopt, std::nullopt,
+                       std::string(at_start ? "reconciled at start: " : "reconciled on reload: ") + summary);
+          report->inventory_changed();
+        }
+        notify_service_manager(std::string(at_start ? "" : "READY=1\n") + "STATUS=" + summary);
+      });
+    });
+  };
+
+  notify_service_manager("READY=1\nSTATUS=reconciling");
+  log::notice("farmhand agent started: reconciling the host");
   start_report(*initial);
-  if (report) report->emit("agent_started", std::nullopt, std::nullopt, "farmhand agent started: " + summary);
+  if (report) report->emit("agent_started", std::nullopt, std::nullopt, "farmhand agent started");
   start_devices(*initial);
   health = std::make_unique<HealthWatch>(inv, *initial, [&](std::map<std::string, provisioner::NetworkHealth> h) {
     if (report) report->health_from_any_thread(std::move(h));
@@ -485,23 +498,18 @@ int cmd_daemon(const Invocation& inv) {
           if (si.ssi_signo == SIGHUP) {
             notify_service_manager("RELOADING=1\nSTATUS=reconciling");
             log::notice("reload requested: reconciling the host");
-            std::string again = reconcile_stoppable();
-            if (auto config = load_config(config_path(inv)); config) {
-              if (!report || !config->server || !(config->server == initial->server)) start_report(*config);
-              initial = config;
-              restart_watches();
-            }
-            if (report) report->emit("apply", std::nullopt, std::nullopt, "reconciled on reload: " + again);
-            notify_service_manager("READY=1\nSTATUS=" + again);
+            reconcile_in_background(false);
           }
         }
       }, "signals")) {
     return rc;
   }
+  reconcile_in_background(true);
   loop.run();
-  if (report && report->busy()) {
-    // A command's apply is journaled step by step and resumes at the next start.
-    log::notice("stopping while a server command runs; an interrupted apply resumes at the next start");
+  if (worker.busy()) {
+    // Stopping is immediate even mid-reconcile or mid-command: every apply
+    // step is journaled and resumes at the next start.
+    log::notice("stopping in the middle of a reconcile or command; it resumes at the next start");
     std::fflush(nullptr);
     std::_Exit(kExitOk);
   }

@@ -105,9 +105,10 @@ bool Worker::busy() {
   return running_ || !jobs_.empty();
 }
 
-ServerReport::ServerReport(EventLoop& loop, const Invocation& inv, provisioner::AgentConfig config,
+ServerReport::ServerReport(EventLoop& loop, Worker& worker, const Invocation& inv, provisioner::AgentConfig config,
                            SystemdControl* systemd, Hooks hooks)
     : loop_(loop),
+      worker_(worker),
       inv_(inv),
       config_(std::move(config)),
       systemd_(systemd),
@@ -118,7 +119,7 @@ ServerReport::~ServerReport() {
   if (inventory_timer_ != 0) loop_.cancel(inventory_timer_);
 }
 
-Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, const Invocation& inv,
+Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Worker& worker, const Invocation& inv,
                                                            const provisioner::AgentConfig& config,
                                                            SystemdControl* systemd, Hooks hooks) {
   if (!config.server) return std::unique_ptr<ServerReport>();
@@ -131,7 +132,7 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, cons
   }
   auto outbox = SqliteOutbox::open(root.map(config.paths.state + "/state.db").string());
   if (!outbox) return outbox.error();
-  std::unique_ptr<ServerReport> report(new ServerReport(loop, inv, config, systemd, std::move(hooks)));
+  std::unique_ptr<ServerReport> report(new ServerReport(loop, worker, inv, config, systemd, std::move(hooks)));
   report->outbox_ = std::move(*outbox);
   ServerReport* self = report.get();
   LinkOptions options;

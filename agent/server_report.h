@@ -59,7 +59,9 @@ class ServerReport {
 
   // std::nullopt when the configuration names no server; an error when it
   // does but this host is not enrolled or the outbox cannot be opened.
-  static Result<std::unique_ptr<ServerReport>> create(EventLoop& loop, const Invocation& inv,
+  // Commands that take time run on `worker`, one at a time with the
+  // daemon's own reconciles.
+  static Result<std::unique_ptr<ServerReport>> create(EventLoop& loop, Worker& worker, const Invocation& inv,
                                                       const provisioner::AgentConfig& config, SystemdControl* systemd,
                                                       Hooks hooks);
   ~ServerReport();
@@ -74,17 +76,16 @@ class ServerReport {
   // From the health watch's thread: the latest network health.
   void health_from_any_thread(std::map<std::string, provisioner::NetworkHealth> health);
   void set_config(const provisioner::AgentConfig& config) { config_ = config; }
-  // Whether a command is running (stopping mid-command is logged).
-  bool busy() { return worker_.busy(); }
 
  private:
-  ServerReport(EventLoop& loop, const Invocation& inv, provisioner::AgentConfig config, SystemdControl* systemd,
-               Hooks hooks);
+  ServerReport(EventLoop& loop, Worker& worker, const Invocation& inv, provisioner::AgentConfig config,
+               SystemdControl* systemd, Hooks hooks);
   nlohmann::json inventory();
   void run_command(const protocol::Command& command);
   void finish_command(const protocol::Command& command, Status result, const std::string& done);
 
   EventLoop& loop_;
+  Worker& worker_;
   Invocation inv_;
   provisioner::AgentConfig config_;
   SystemdControl* systemd_;
@@ -95,7 +96,6 @@ class ServerReport {
   std::map<std::string, provisioner::NetworkHealth> health_;
   std::map<std::string, int64_t> started_ms_;
   EventLoop::TimerId inventory_timer_ = 0;
-  Worker worker_;
 };
 
 }  // namespace farmhand::agent

@@ -89,7 +89,10 @@ container_start() {  # NAME CG [-- COMMAND...]
   setsid bash -c 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"' _ \
     "$cg" "$FH" --root "$ROOT" --config "$CONFIG" run "$name" "$@" >"$ROOT/$name.log" 2>&1 &
   echo $! > "$ROOT/$name.pid"
-  wait_for 30 leader "$name"
+  if ! wait_for 30 leader "$name"; then
+    echo "    farmhand run $name said:" && sed 's/^/      /' "$ROOT/$name.log"
+    return 1
+  fi
   [ $# -gt 0 ] && return 0
   wait_for 90 bash -c "nsenter -t $(leader "$name") -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded'"
 }
