@@ -47,14 +47,15 @@ def connect_tcp(url, timeout):
 class WebSocket:
     """A minimal RFC 6455 client: masked frames out, unmasked frames in, fragments reassembled."""
 
-    def __init__(self, url, path="/agent", protocol="farmhand.v1", timeout=5.0):
+    def __init__(self, url, path="/agent", protocol="farmhand.v1", timeout=5.0, headers=()):
         self.sock, hostport = connect_tcp(url, timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16))
+        extra = b"".join(h.encode() + b"\r\n" for h in headers)
         self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + hostport.encode() +
                           b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                           b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Protocol: " +
-                          protocol.encode() + b"\r\n\r\n")
+                          protocol.encode() + b"\r\n" + extra + b"\r\n")
         while b"\r\n\r\n" not in self.buf:
             self._fill()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)

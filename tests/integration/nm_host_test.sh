@@ -167,6 +167,28 @@ testcase_server_sees_the_containers() {
   assert_contains "$kinds" "agent_started"
 }
 
+testcase_dashboard_admin_restarts_a_container() {
+  # As the dashboard does it: an admin's command on the /ui feed, carried to
+  # the agent, run, and answered. The client runs in the test host's network.
+  echo "admin-password" > "$HOSTDIR/root/admin.pw"
+  server_cli user add admin --role admin --password-file /root/admin.pw
+  assert_eq 0 "$RC" "user add: $OUT"
+  in_testhost machinectl show nm-b -p Leader --value
+  local leader_before=$OUT
+  RC=0
+  OUT=$(nsenter -t "$(testhost_leader)" -n python3 "$(dirname "$0")/ui_command.py" --url http://127.0.0.1:8383 \
+        --user admin --password-file "$HOSTDIR/root/admin.pw" --host nm-host --action restart --container nm-b 2>&1) ||
+    RC=$?
+  assert_eq 0 "$RC" "restart through the server: $OUT"
+  assert_contains "$OUT" "nm-b restarted"
+  in_testhost systemctl is-active systemd-nspawn@nm-b
+  assert_eq active "$OUT"
+  in_testhost machinectl show nm-b -p Leader --value
+  [ "$OUT" != "$leader_before" ] || fail "nm-b was not restarted (same leader $OUT)"
+  wait_for 30 bash -c "sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT message FROM events WHERE host = 'nm-host' AND kind = 'command'\" | grep -q 'restart: nm-b restarted'"
+  wait_for 60 server_sees_running "${NAMES[@]}"
+}
+
 testcase_second_apply_is_a_no_op() {
   farmhand_in_testhost apply
   assert_eq 0 "$RC" "$OUT"
