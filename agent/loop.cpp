@@ -92,7 +92,22 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   info.timeout_secs = 15;
   loop->context_ = lws_create_context(&info);
   if (loop->context_ == nullptr) return fail("cannot create the libwebsockets context");
-  if (auto vh = loop->client_vhost(""); !vh) return vh.error();
+  // No TLS here: a client SSL_CTX is made only for a wss:// connection
+  // (client_vhost). Besides loading the system's CAs for nothing, lws 4.1.6
+  // leaks it: every context created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
+  // takes a new OpenSSL SSL_CTX ex_data index (a global of lws), and a
+  // context then cannot find the bookkeeping it attached to its client
+  // SSL_CTX under the old index, so never frees it, whenever another loop
+  // was created while it lived (the enrollment exchange against a server
+  // loop in the same process; fixed upstream by openssl_ex_indexes_acquired).
+  lws_context_creation_info vinfo;
+  std::memset(&vinfo, 0, sizeof(vinfo));
+  loop->vhost_names_.push_back("farmhand-plain");
+  vinfo.vhost_name = loop->vhost_names_.back().c_str();
+  vinfo.port = CONTEXT_PORT_NO_LISTEN;
+  vinfo.protocols = kProtocols;
+  loop->plain_vhost_ = lws_create_vhost(loop->context_, &vinfo);
+  if (loop->plain_vhost_ == nullptr) return fail("cannot create the libwebsockets vhost");
   return loop;
 }
 
@@ -112,7 +127,7 @@ Result<lws_vhost*> EventLoop::client_vhost(const std::string& ca_file) {
   if (auto it = vhosts_.find(ca_file); it != vhosts_.end()) return it->second;
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof(info));
-  vhost_names_.push_back("farmhand-" + std::to_string(vhosts_.size()));
+  vhost_names_.push_back("farmhand-tls-" + std::to_string(vhosts_.size()));
   info.vhost_name = vhost_names_.back().c_str();
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = kProtocols;
@@ -120,7 +135,7 @@ Result<lws_vhost*> EventLoop::client_vhost(const std::string& ca_file) {
   if (!ca_file.empty()) info.client_ssl_ca_filepath = ca_file.c_str();
   lws_vhost* vh = lws_create_vhost(context_, &info);
   if (vh == nullptr) {
-    if (ca_file.empty()) return fail("cannot create the libwebsockets client vhost");
+    if (ca_file.empty()) return fail("cannot create the libwebsockets TLS client vhost");
     return fail("cannot load the CA file '" + ca_file + "'");
   }
   vhosts_.emplace(ca_file, vh);
@@ -148,7 +163,7 @@ Result<EventLoop::WatchId> EventLoop::watch_fd(int fd, std::function<void()> on_
   watch->on_readable = std::move(on_readable);
   lws_adopt_desc_t desc;
   std::memset(&desc, 0, sizeof(desc));
-  desc.vh = vhosts_.at("");
+  desc.vh = plain_vhost_;
   desc.type = LWS_ADOPT_RAW_FILE_DESC;
   desc.fd.filefd = copy;
   desc.vh_prot_name = kProtocolName;

@@ -71,8 +71,11 @@ class EventLoop {
   bool stopping() const { return stop_.load(); }
 
   lws_context* context() { return context_; }
+  // The vhost without TLS: watched descriptors and ws:// connections.
+  lws_vhost* plain_vhost() { return plain_vhost_; }
   // The client vhost whose TLS trusts `ca_file` (empty: the system's CAs),
-  // created on first use and shared by every connection that uses it.
+  // created on first use (a wss:// connection) and shared by every
+  // connection that uses it.
   Result<lws_vhost*> client_vhost(const std::string& ca_file);
   // A liveness policy for client connections (websocket ping after
   // `ping_s` idle seconds, hang up after `hangup_s`), owned by the loop so it
@@ -92,6 +95,8 @@ class EventLoop {
   lws_context* context_ = nullptr;
   // lws keeps pointers to a vhost's name: the strings live as long as the loop.
   std::deque<std::string> vhost_names_;
+  lws_vhost* plain_vhost_ = nullptr;
+  // The TLS client vhosts, by CA file.
   std::map<std::string, lws_vhost*> vhosts_;
   std::map<uint32_t, std::unique_ptr<lws_retry_bo>> idle_policies_;
   std::map<WatchId, std::shared_ptr<Watch>> watches_;

@@ -83,7 +83,9 @@ WsClient::~WsClient() {
 
 Status WsClient::connect(const ServerUrl& url, const WsOptions& options) {
   if (wsi_ != nullptr) return fail("already connected or connecting");
-  auto vhost = loop_.client_vhost(options.ca_file);
+  // Only wss:// needs (and pays for) a TLS client context; `ca_file` pins
+  // the server's certificate, so it means nothing for ws://.
+  auto vhost = url.tls ? loop_.client_vhost(options.ca_file) : Result<lws_vhost*>(loop_.plain_vhost());
   if (!vhost) return vhost.error();
   url_text_ = url.text;
   address_ = url.host;

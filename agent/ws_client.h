@@ -31,7 +31,7 @@ Result<ServerUrl> parse_server_url(std::string_view url, std::string_view endpoi
 
 struct WsOptions {
   std::string subprotocol;
-  std::string ca_file;  // empty: the system's CAs
+  std::string ca_file;  // for wss:// only; empty: the system's CAs
   // Liveness: a websocket ping after this long without proof the peer is
   // alive, and the connection is dropped after the second limit.
   uint16_t ping_after_s = 10;
