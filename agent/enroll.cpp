@@ -240,6 +240,9 @@ Status ensure_credential(const provisioner::ServerSettings& server, const std::s
       return {};
     }
   }
+  if (!server.ca_file.empty() && ::access(server.ca_file.c_str(), R_OK) != 0) {
+    return fail("cannot read the CA file " + server.ca_file + ": " + errno_text(errno));
+  }
   auto enrolled = exchange_enrollment_token(server.url, token, server.ca_file, std::chrono::seconds(20));
   if (!enrolled) return enrolled.error().context("enrolling with " + server.url);
   log::add_secret(enrolled->credential);

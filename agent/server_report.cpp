@@ -1,5 +1,7 @@
 #include "agent/server_report.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -129,6 +131,9 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Work
   if (credential->server != config.server->url) {
     return fail(config.server->credential_file + " holds a credential for " + credential->server + ", not for " +
                 config.server->url + "; run farmhand enroll --server " + config.server->url + " --token TOKEN");
+  }
+  if (!config.server->ca_file.empty() && ::access(root.map(config.server->ca_file).c_str(), R_OK) != 0) {
+    return fail("cannot read the CA file " + config.server->ca_file + ": " + errno_text(errno));
   }
   auto outbox = SqliteOutbox::open(root.map(config.paths.state + "/state.db").string());
   if (!outbox) return outbox.error();
