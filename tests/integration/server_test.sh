@@ -288,6 +288,43 @@ expect_refusal(ws, "unauthorized")
 PY
 }
 
+testcase_tls_with_a_pinned_ca() {
+  step "a server with a certificate for 127.0.0.1; agents pin its CA"
+  local cert key
+  for name in server other; do
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+      -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/$name.key" -out "$WORK/$name.pem" 2>/dev/null ||
+      fail "openssl could not make a test certificate"
+  done
+  local tls_conf=$WORK/server-tls.json
+  cat > "$tls_conf" <<JSON
+{"database": "$WORK/tls.db", "listen": {"address": "127.0.0.1", "port": 0},
+ "tls": {"cert": "$WORK/server.pem", "key": "$WORK/server.key"}}
+JSON
+  "$SRV" serve --config "$tls_conf" --port-file "$WORK/tls.port" >> "$WORK/tls-server.log" 2>&1 &
+  local pid=$!
+  on_exit "stop_pid $pid"
+  wait_until 20 "the TLS server's port file" test -s "$WORK/tls.port"
+  local url=wss://127.0.0.1:$(cat "$WORK/tls.port")
+  step "an agent pinning another CA is refused before anything is sent"
+  local token
+  token=$("$SRV" token create --name h3 --config "$tls_conf" 2>/dev/null)
+  ! "$AGENT" --enroll-token "$token" --url "$url" --credential-file "$WORK/cred3" --ca-file "$WORK/other.pem" \
+    > "$WORK/tls-enroll-bad.log" 2>&1 || fail "enrolled with a server whose CA was not pinned"
+  [ ! -e "$WORK/cred3" ] || fail "a credential was written after a refused TLS handshake"
+  step "the agent pinning the server's CA enrolls over wss:// (the same token: it was never used)"
+  "$AGENT" --enroll-token "$token" --url "$url" --credential-file "$WORK/cred3" --ca-file "$WORK/server.pem" \
+    > "$WORK/tls-enroll.log" 2>&1 || fail "enrollment over wss:// failed: $(cat "$WORK/tls-enroll.log")"
+  step "events flow over wss://"
+  "$AGENT" --credential-file "$WORK/cred3" --outbox "$WORK/outbox3.db" --url "$url" --ca-file "$WORK/server.pem" \
+    --events 20 --wait-acked > "$WORK/tls-agent.log" 2>&1 || fail "events over wss:// failed: $(tail -3 "$WORK/tls-agent.log")"
+  assert_eq 20 "$(sqlite3 -cmd ".timeout 5000" "$WORK/tls.db" "SELECT count(DISTINCT seq) FROM events WHERE host = 'h3'")"
+  step "plain http to the TLS port gets no answer"
+  ! curl -sS --max-time 5 "http://127.0.0.1:$(cat "$WORK/tls.port")/api/health" >/dev/null 2>&1 ||
+    fail "the TLS server answered plain http"
+  assert_contains "$(curl -sS --max-time 5 --cacert "$WORK/server.pem" "https://127.0.0.1:$(cat "$WORK/tls.port")/api/health")" '"ok":true'
+}
+
 if run_testcases; then
   rm -rf "$WORK"
 else
