@@ -87,7 +87,7 @@ Result<std::string> render_service_unit(const std::string& unit_template, const 
   return out;
 }
 
-std::vector<Prerequisite> prerequisites(const provisioner::NetworkChoice& choice) {
+std::vector<Prerequisite> prerequisites(const provisioner::NetworkChoice& choice, bool with_systemd) {
   std::vector<Prerequisite> out = {
       {"systemd-nspawn", "systemd-container", "systemd-container", "runs the build containers"},
       {"machinectl", "systemd-container", "systemd-container", "`farmhand shell`"},
@@ -96,7 +96,7 @@ std::vector<Prerequisite> prerequisites(const provisioner::NetworkChoice& choice
   if (choice.backend == NetworkBackend::kPlain) {
     out.push_back({"ip", "iproute2", "iproute", "configures the containers' host interfaces"});
   }
-  if (choice.backend == NetworkBackend::kNetworkd || choice.backend == NetworkBackend::kPlain) {
+  if (with_systemd && (choice.backend == NetworkBackend::kNetworkd || choice.backend == NetworkBackend::kPlain)) {
     out.push_back({"resolvectl", "systemd-resolved", "systemd-resolved", "answers the containers' DNS queries"});
   }
   if (choice.firewall == FirewallBackend::kNftables) {
@@ -341,7 +341,7 @@ int cmd_enroll(const Invocation& inv) {
 
   // 2. Prerequisites for this host's network backend and firewall.
   auto choice = provisioner::choose_network(config, provisioner::observe_host_facts(HostRoot("/")), true);
-  if (auto s = ensure_prerequisites(prerequisites(choice)); !s) {
+  if (auto s = ensure_prerequisites(prerequisites(choice, with_systemd)); !s) {
     log::error(s.error().message());
     return kExitFailed;
   }

@@ -40,8 +40,10 @@ struct Prerequisite {
   std::string purpose;      // for messages
 };
 
-// What a host needs for the chosen network backend and firewall.
-std::vector<Prerequisite> prerequisites(const provisioner::NetworkChoice& choice);
+// What a host needs for the chosen network backend and firewall. Without
+// systemd as PID 1 systemd-resolved is left out: it cannot run there, and
+// installing it would point /etc/resolv.conf at a stub that never comes up.
+std::vector<Prerequisite> prerequisites(const provisioner::NetworkChoice& choice, bool with_systemd = true);
 
 // The prerequisites whose program `found` does not find.
 std::vector<Prerequisite> missing_prerequisites(const std::vector<Prerequisite>& all,

@@ -103,6 +103,11 @@ TEST(Prerequisites, FollowTheNetworkBackendAndFirewall) {
   for (const auto& p : prerequisites(plain)) programs.push_back(p.program);
   EXPECT_EQ(programs,
             (std::vector<std::string>{"systemd-nspawn", "machinectl", "debootstrap", "ip", "resolvectl", "nft"}));
+
+  // Without systemd as PID 1, resolved could not run: it is not installed.
+  programs.clear();
+  for (const auto& p : prerequisites(plain, false)) programs.push_back(p.program);
+  EXPECT_EQ(programs, (std::vector<std::string>{"systemd-nspawn", "machinectl", "debootstrap", "ip", "nft"}));
 }
 
 TEST(Prerequisites, InstallsOnlyWhatIsMissingOncePerPackage) {
