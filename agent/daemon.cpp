@@ -379,7 +379,9 @@ int cmd_daemon(const Invocation& inv) {
     if (!config) return;
     health.reset();
     health = std::make_unique<HealthWatch>(inv, *config, [&](std::map<std::string, provisioner::NetworkHealth> h) {
-      if (report) report->health_from_any_thread(std::move(h));
+      loop.post([&, h = std::move(h)]() mutable {
+        if (report) report->set_health(std::move(h));
+      });
     });
     start_devices(*config);
     if (report) report->set_config(*config);
@@ -413,7 +415,9 @@ int cmd_daemon(const Invocation& inv) {
   if (report) report->emit("agent_started", std::nullopt, std::nullopt, "farmhand agent started");
   start_devices(*initial);
   health = std::make_unique<HealthWatch>(inv, *initial, [&](std::map<std::string, provisioner::NetworkHealth> h) {
-    if (report) report->health_from_any_thread(std::move(h));
+    loop.post([&, h = std::move(h)]() mutable {
+      if (report) report->set_health(std::move(h));
+    });
   });
 
   int rc = kExitOk;

@@ -118,6 +118,7 @@ ServerReport::ServerReport(EventLoop& loop, Worker& worker, const Invocation& in
       locator_(HostRoot(inv.root), systemd) {}
 
 ServerReport::~ServerReport() {
+  *alive_ = false;
   if (inventory_timer_ != 0) loop_.cancel(inventory_timer_);
 }
 
@@ -201,17 +202,15 @@ void ServerReport::container_stopped(const std::string& name) {
   inventory_changed();
 }
 
-void ServerReport::health_from_any_thread(std::map<std::string, provisioner::NetworkHealth> health) {
-  loop_.post([this, health = std::move(health)]() mutable {
-    for (const auto& [name, h] : health) {
-      auto old = health_.find(name);
-      if (old != health_.end() && old->second.healthy == h.healthy) continue;
-      emit("network_changed", name, std::nullopt,
-           name + ": network " + (h.healthy ? std::string("healthy") : "unhealthy: " + h.reason));
-    }
-    health_ = std::move(health);
-    inventory_changed();
-  });
+void ServerReport::set_health(std::map<std::string, provisioner::NetworkHealth> health) {
+  for (const auto& [name, h] : health) {
+    auto old = health_.find(name);
+    if (old != health_.end() && old->second.healthy == h.healthy) continue;
+    emit("network_changed", name, std::nullopt,
+         name + ": network " + (h.healthy ? std::string("healthy") : "unhealthy: " + h.reason));
+  }
+  health_ = std::move(health);
+  inventory_changed();
 }
 
 nlohmann::json ServerReport::inventory() {
@@ -255,7 +254,8 @@ void ServerReport::run_command(const protocol::Command& c) {
   }
   const Invocation inv = inv_;
   const provisioner::AgentConfig config = config_;
-  worker_.enqueue([this, c, inv, config] {
+  EventLoop& loop = loop_;
+  worker_.enqueue([this, &loop, alive = alive_, c, inv, config] {
     Status result;
     std::string done;
     auto wired = wire(inv, config);
@@ -286,7 +286,9 @@ void ServerReport::run_command(const protocol::Command& c) {
         }
       }
     }
-    loop_.post([this, c, result, done] { finish_command(c, result, done); });
+    loop.post([this, alive, c, result, done] {
+      if (*alive) finish_command(c, result, done);
+    });
   });
 }
 

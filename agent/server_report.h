@@ -73,8 +73,8 @@ class ServerReport {
   void inventory_changed();
   void container_started(const std::string& name);
   void container_stopped(const std::string& name);
-  // From the health watch's thread: the latest network health.
-  void health_from_any_thread(std::map<std::string, provisioner::NetworkHealth> health);
+  // The health watch's latest look (the daemon posts it to the loop).
+  void set_health(std::map<std::string, provisioner::NetworkHealth> health);
   void set_config(const provisioner::AgentConfig& config) { config_ = config; }
 
  private:
@@ -96,6 +96,9 @@ class ServerReport {
   std::map<std::string, provisioner::NetworkHealth> health_;
   std::map<std::string, int64_t> started_ms_;
   EventLoop::TimerId inventory_timer_ = 0;
+  // False once this is destroyed: a command's answer posted by the worker
+  // may reach the loop after a reload replaced this report.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace farmhand::agent
