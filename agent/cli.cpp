@@ -4,6 +4,7 @@
 #include <map>
 
 #include "agent/commands.h"
+#include "agent/git_sync.h"
 #include "common/log.h"
 
 namespace farmhand::agent {
@@ -87,6 +88,8 @@ bool parse_invocation(const std::vector<std::string>& argv, Invocation& out, std
 
 int run_cli(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Internal: the privilege-dropping git helper apply runs for each source.
+  if (!args.empty() && args[0] == "git-sync") return cmd_git_sync({args.begin() + 1, args.end()});
   Invocation inv;
   std::string error;
   if (!parse_invocation(args, inv, error)) {

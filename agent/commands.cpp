@@ -20,6 +20,8 @@
 #include "common/process.h"
 #include "common/systemd.h"
 #include "provisioner/config.h"
+#include "provisioner/config_repo.h"
+#include "provisioner/git.h"
 #include "provisioner/provisioner.h"
 #include "udev/leases.h"
 #include "udev/rule.h"
@@ -137,6 +139,10 @@ int cmd_apply(const Invocation& inv) {
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
+  // A config repository is fetched first; a refused commit leaves the last
+  // good configuration in force, which is still applied.
+  const ConfigSync synced = sync_config(inv);
+  const int sync_exit = synced.error ? kExitFailed : kExitOk;
   return with_provisioner(inv, [&](Provisioner& p) {
     ConsoleProgress progress(stdout);
     auto outcome = p.apply(progress);
@@ -146,28 +152,41 @@ int cmd_apply(const Invocation& inv) {
       return kExitFailed;
     }
     const provisioner::Plan& plan = outcome->plan;
-    if (!plan.has_work()) {
-      std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan.changes.size(),
-                  seconds());
-      return report_health(p) ? kExitOk : kExitFailed;
+    if (!plan.has_work() && outcome->result && outcome->payload_changed.empty()) {
+      std::printf("No changes: %zu container(s) up to date (%.2f s).\n", plan.changes.size(), seconds());
+      return report_health(p) ? sync_exit : kExitFailed;
     }
+    std::string payload;
+    for (const auto& name : outcome->payload_changed) payload += (payload.empty() ? "" : ", ") + name;
     std::printf(
-        "%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged (%.1f s).\n",
+        "%s: %zu created, %zu updated, %zu replaced, %zu destroyed, %zu unchanged; payload changed in %zu%s "
+        "(%.1f s).\n",
         outcome->result ? "Apply complete" : "Apply incomplete", plan.count(Action::kCreate),
         plan.count(Action::kUpdate), plan.count(Action::kReplace), plan.count(Action::kDestroy),
-        plan.count(Action::kUnchanged), seconds());
+        plan.count(Action::kUnchanged), outcome->payload_changed.size(),
+        payload.empty() ? "" : (" (" + payload + ")").c_str(), seconds());
     if (!outcome->result) {
       log::error(outcome->result.error().message());
       return kExitFailed;
     }
-    return report_health(p) ? kExitOk : kExitFailed;
+    return report_health(p) ? sync_exit : kExitFailed;
   });
 }
 
 int cmd_status(const Invocation& inv) {
   if (!expect_args(inv, 0, {"--json"})) return kExitUsage;
   const bool json = has_flag(inv, "--json");
-  return with_provisioner(inv, [json](Provisioner& p) {
+  std::string config_commit;
+  auto config = load_config(inv, &config_commit);
+  if (!config) return kExitUsage;
+  const std::optional<provisioner::ConfigRepo> repo = config->config_repo;
+  auto wired = wire(inv, std::move(*config));
+  if (!wired) {
+    log::error(wired.error().message());
+    return kExitFailed;
+  }
+  Provisioner& p = *(*wired)->provisioner;
+  {
     auto rows = p.status(kStatusHealthTimeout);
     if (!rows) {
       log::error(rows.error().message());
@@ -186,6 +205,14 @@ int cmd_status(const Invocation& inv) {
                              {"firewall", std::string(provisioner::to_string(net.firewall))},
                              {"zone", net.zone},
                              {"conflicts", net.conflicts}};
+      if (repo) {
+        out["config_repo"] = {{"url", provisioner::redact_url(repo->url)},
+                              {"ref", repo->ref},
+                              {"path", repo->path},
+                              {"commit", config_commit}};
+      }
+      out["config_commit"] = config_commit.empty() ? nlohmann::ordered_json(nullptr)
+                                                   : nlohmann::ordered_json(config_commit);
       out["containers"] = nlohmann::ordered_json::array();
       for (const auto& r : *rows) {
         nlohmann::ordered_json c = {{"name", r.name},
@@ -200,6 +227,10 @@ int cmd_status(const Invocation& inv) {
                                     {"boot", r.boot},
                                     {"network_mode", r.network_mode}};
         if (!r.link.empty()) c["link"] = r.link;
+        c["sources"] = nlohmann::ordered_json::array();
+        for (const auto& src : r.sources) {
+          c["sources"].push_back({{"name", src.name}, {"ref", src.ref}, {"commit", src.commit}});
+        }
         if (r.health) {
           c["network"] = {{"healthy", r.health->healthy}, {"reason", r.health->reason}};
           if (r.health->gateway_ms >= 0) c["network"]["gateway_ms"] = r.health->gateway_ms;
@@ -228,8 +259,19 @@ int cmd_status(const Invocation& inv) {
     for (const auto& r : *rows) {
       if (r.health && !r.health->healthy) std::printf("%s: network unhealthy: %s\n", r.name.c_str(), r.health->reason.c_str());
     }
+    for (const auto& r : *rows) {
+      for (const auto& src : r.sources) {
+        std::printf("%s: source %s at %s%s\n", r.name.c_str(), src.name.c_str(), src.commit.substr(0, 12).c_str(),
+                    src.ref.empty() ? " (no longer configured)" : (" (" + src.ref + ")").c_str());
+      }
+    }
+    if (repo) {
+      std::printf("Config: %s %s, %s\n", provisioner::redact_url(repo->url).c_str(), repo->ref.c_str(),
+                  config_commit.empty() ? "not fetched yet"
+                                        : provisioner::repo_label(*repo, config_commit).c_str());
+    }
     return kExitOk;
-  });
+  }
 }
 
 namespace {
@@ -252,7 +294,7 @@ int control(const Invocation& inv, provisioner::UnitAction action, const char* d
 int cmd_devices(const Invocation& inv) {
   if (!expect_args(inv, 0, {"--json"})) return kExitUsage;
   const bool json = has_flag(inv, "--json");
-  auto config = load_config(config_path(inv));
+  auto config = load_config(inv);
   if (!config) return kExitUsage;
   auto watcher = udev::Watcher::open();
   if (!watcher) {

@@ -46,22 +46,58 @@ constexpr std::chrono::seconds kHealthInterval{60};
 constexpr std::chrono::seconds kBootHealthTimeout{90};
 constexpr std::chrono::seconds kWatchHealthTimeout{5};
 
-// Reconciles once with the configuration as it is now; keeps the wired
-// provisioner for the health watch. Returns a one-line summary for the
-// service status.
-std::string reconcile(const Invocation& inv, std::unique_ptr<Wired>& kept) {
+// Prints like ConsoleProgress and keeps each container's failures, for the
+// server's events.
+class RecordingProgress final : public provisioner::ApplyReporter {
+ public:
+  RecordingProgress() : console_(stdout) {}
+  void step_started(const std::string& container, const std::string& step) override {
+    console_.step_started(container, step);
+  }
+  void step_output(const std::string& container, std::string_view line) override {
+    console_.step_output(container, line);
+  }
+  void step_finished(const std::string& container, const std::string& step, std::chrono::milliseconds elapsed,
+                     const Status& result) override {
+    console_.step_finished(container, step, elapsed, result);
+    if (!result) failures.emplace_back(container, step + ": " + result.error().message());
+  }
+  std::vector<std::pair<std::string, std::string>> failures;  // container, message
+
+ private:
+  ConsoleProgress console_;
+};
+
+struct Reconciled {
+  std::string summary;                 // one line for the service status
+  std::optional<ConfigSync> sync;      // what fetching the config repository did
+  std::vector<std::pair<std::string, std::string>> failures;  // container, step and error
+  std::string config_commit;
+};
+
+// Fetches the config repository (if any), then reconciles once with the
+// configuration in force; keeps the wired provisioner for the health watch.
+Reconciled reconcile(const Invocation& inv, std::unique_ptr<Wired>& kept) {
+  Reconciled out;
   kept.reset();
-  auto config = load_config(config_path(inv));
-  if (!config) return "configuration invalid: see the log";
+  ConfigSync synced = sync_config(inv);
+  if (synced.configured) out.sync = synced;
+  auto config = load_config(inv, &out.config_commit);
+  if (!config) {
+    out.summary = "configuration invalid: see the log";
+    return out;
+  }
   auto wired = wire(inv, std::move(*config));
   if (!wired) {
     log::error(wired.error().message());
-    return "cannot reach systemd: see the log";
+    out.summary = "cannot reach systemd: see the log";
+    return out;
   }
   kept = std::move(*wired);
   provisioner::Provisioner& p = *kept->provisioner;
-  ConsoleProgress progress(stdout);
+  RecordingProgress progress;
   auto outcome = p.apply(progress);
+  out.failures = progress.failures;
   size_t fixed = 0;
   if (!outcome) {
     log::error("reconcile: ", outcome.error().message());
@@ -100,7 +136,9 @@ std::string reconcile(const Invocation& inv, std::unique_ptr<Wired>& kept) {
   }
   log::notice("reconcile: ", fixed == 0 ? std::string("nothing to fix") : std::to_string(fixed) + " thing(s) fixed",
               "; ", healthy, " of ", total, " running container network(s) healthy");
-  return std::to_string(healthy) + " of " + std::to_string(total) + " container networks healthy";
+  out.summary = std::to_string(healthy) + " of " + std::to_string(total) + " container networks healthy";
+  if (!out.failures.empty()) out.summary += "; " + std::to_string(out.failures.size()) + " step(s) failed";
+  return out;
 }
 
 // Logs health changes since the last look; returns what it saw.
@@ -216,7 +254,7 @@ std::unique_ptr<DeviceSide> make_device_side(const Invocation& inv, provisioner:
 int cmd_daemon(const Invocation& inv) {
   if (!expect_args(inv, 0, {})) return kExitUsage;
   // Refuse to run at all on a bad configuration: systemd shows the failure.
-  auto initial = load_config(config_path(inv));
+  auto initial = load_config(inv);
   if (!initial) return kExitUsage;
   sigset_t signals;
   sigemptyset(&signals);
@@ -375,7 +413,7 @@ int cmd_daemon(const Invocation& inv) {
     }
   };
   restart_watches = [&] {
-    auto config = load_config(config_path(inv));
+    auto config = load_config(inv);
     if (!config) return;
     health.reset();
     health = std::make_unique<HealthWatch>(inv, *config, [&](std::map<std::string, provisioner::NetworkHealth> h) {
@@ -388,24 +426,53 @@ int cmd_daemon(const Invocation& inv) {
   };
 
   // A reconcile on the worker; its summary comes back to the loop.
-  auto reconcile_in_background = [&](bool at_start) {
-    worker.enqueue([&, at_start] {
-      std::string summary = reconcile(inv, wired);
-      loop.post([&, at_start, summary] {
-        if (!at_start) {
-          if (auto config = load_config(config_path(inv)); config) {
-            if (!report || !config->server || !(config->server == initial->server)) start_report(*config);
-            initial = config;
-            restart_watches();
-          }
+  enum class Why { kStart, kReload, kConfigTimer };
+  // What a reconcile found, back on the loop.
+  auto reconciled = [&](Why why, const Reconciled& done) {
+    const bool config_changed = done.sync && done.sync->changed;
+    if (why != Why::kStart || config_changed) {
+      if (auto config = load_config(inv); config) {
+        if (!report || !config->server || !(config->server == initial->server)) start_report(*config);
+        initial = config;
+        restart_watches();
+      }
+    }
+    if (report) {
+      if (done.sync) report->report_config_sync(*done.sync);
+      report->set_config_commit(done.config_commit);
+      for (const auto& [container, message] : done.failures) report->emit("step_failed", container, std::nullopt, message);
+      const char* label = why == Why::kStart    ? "reconciled at start: "
+                          : why == Why::kReload ? "reconciled on reload: "
+                                                : "reconciled for a new config commit: ";
+      report->emit("apply", std::nullopt, std::nullopt, label + done.summary);
+      report->inventory_changed();
+    }
+    notify_service_manager(std::string(why == Why::kReload ? "READY=1\n" : "") + "STATUS=" + done.summary);
+  };
+  // A reconcile on the worker; its summary comes back to the loop.
+  auto reconcile_in_background = [&](Why why) {
+    worker.enqueue([&, why] {
+      if (why == Why::kConfigTimer) {
+        // Only a new accepted commit is worth a reconcile; a refused one is
+        // reported (once) and changes nothing.
+        ConfigSync synced = sync_config(inv);
+        if (!synced.changed) {
+          loop.post([&, synced] {
+            if (report) report->report_config_sync(synced);
+          });
+          return;
         }
-        if (report) {
-          report->emit("apply", std::nullopt, std::nullopt,
-                       std::string(at_start ? "reconciled at start: " : "reconciled on reload: ") + summary);
-          report->inventory_changed();
-        }
-        notify_service_manager(std::string(at_start ? "" : "READY=1\n") + "STATUS=" + summary);
-      });
+      }
+      Reconciled done = reconcile(inv, wired);
+      loop.post([&, why, done] { reconciled(why, done); });
+    });
+  };
+  // The config repository is fetched on a timer as well.
+  std::function<void()> schedule_config_fetch = [&] {
+    if (!initial || !initial->config_repo) return;
+    loop.after(std::chrono::seconds(initial->config_repo->interval_s), [&] {
+      if (!worker.busy()) reconcile_in_background(Why::kConfigTimer);
+      schedule_config_fetch();
     });
   };
 
@@ -502,13 +569,14 @@ int cmd_daemon(const Invocation& inv) {
           if (si.ssi_signo == SIGHUP) {
             notify_service_manager("RELOADING=1\nSTATUS=reconciling");
             log::notice("reload requested: reconciling the host");
-            reconcile_in_background(false);
+            reconcile_in_background(Why::kReload);
           }
         }
       }, "signals")) {
     return rc;
   }
-  reconcile_in_background(true);
+  reconcile_in_background(Why::kStart);
+  schedule_config_fetch();
   loop.run();
   if (worker.busy()) {
     // Stopping is immediate even mid-reconcile or mid-command: every apply

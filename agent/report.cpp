@@ -146,6 +146,10 @@ nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
                           {"state", state},     {"address", c.address}, {"network", network},
                           {"network_reason", reason}};
     if (auto s = in.started_ms.find(c.name); s != in.started_ms.end() && state == "running") row["since"] = s->second;
+    if (!c.sources.empty()) {
+      row["sources"] = nlohmann::json::array();
+      for (const auto& src : c.sources) row["sources"].push_back({{"name", src.name}, {"commit", src.commit}});
+    }
     containers.push_back(std::move(row));
   }
   nlohmann::json devices = nlohmann::json::array();

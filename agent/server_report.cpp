@@ -218,6 +218,7 @@ nlohmann::json ServerReport::inventory() {
   auto wired = wire(inv_, config_);
   if (wired) {
     in.host = host_facts(HostRoot(inv_.root), (*wired)->provisioner->network_choice());
+    if (!config_commit_.empty()) in.host["config_commit"] = config_commit_;
     if (auto rows = (*wired)->provisioner->status(); rows) {
       in.containers = std::move(*rows);
     } else {
@@ -258,7 +259,19 @@ void ServerReport::run_command(const protocol::Command& c) {
   worker_.enqueue([this, &loop, alive = alive_, c, inv, config] {
     Status result;
     std::string done;
-    auto wired = wire(inv, config);
+    // An apply follows the config repository: fetched first, so the server
+    // can roll a reviewed change out now rather than at the next timer.
+    std::optional<ConfigSync> synced;
+    provisioner::AgentConfig effective = config;
+    if (c.action == "apply" || c.action == "reprovision") {
+      synced = sync_config(inv);
+      if (!synced->configured) {
+        synced.reset();
+      } else if (auto fresh = load_config(inv)) {
+        effective = std::move(*fresh);
+      }
+    }
+    auto wired = wire(inv, effective);
     if (!wired) {
       result = wired.error();
     } else if (c.action == "start" || c.action == "stop" || c.action == "restart") {
@@ -286,10 +299,29 @@ void ServerReport::run_command(const protocol::Command& c) {
         }
       }
     }
-    loop.post([this, alive, c, result, done] {
-      if (*alive) finish_command(c, result, done);
+    loop.post([this, alive, c, result, done, synced] {
+      if (!*alive) return;
+      if (synced) report_config_sync(*synced);
+      finish_command(c, result, done);
     });
   });
+}
+
+void ServerReport::report_config_sync(const ConfigSync& synced) {
+  if (synced.error) {
+    // A refused commit is reported once, not at every fetch.
+    if (*synced.error != last_config_error_) emit("config_rejected", std::nullopt, std::nullopt, *synced.error);
+    last_config_error_ = *synced.error;
+    return;
+  }
+  last_config_error_.clear();
+  if (synced.changed) {
+    emit("config_applied", std::nullopt, std::nullopt, synced.summary);
+  }
+  if (synced.commit != config_commit_) {
+    config_commit_ = synced.commit;
+    inventory_changed();
+  }
 }
 
 void ServerReport::finish_command(const protocol::Command& c, Status result, const std::string& done) {

@@ -19,6 +19,7 @@
 #include "agent/loop.h"
 #include "agent/outbox.h"
 #include "agent/runtime.h"
+#include "agent/wiring.h"
 #include "provisioner/config.h"
 #include "provisioner/net_health.h"
 #include "udev/leases.h"
@@ -76,6 +77,10 @@ class ServerReport {
   // The health watch's latest look (the daemon posts it to the loop).
   void set_health(std::map<std::string, provisioner::NetworkHealth> health);
   void set_config(const provisioner::AgentConfig& config) { config_ = config; }
+  // Events for what a fetch of the config repository did, and the commit
+  // in force for the inventory.
+  void report_config_sync(const ConfigSync& synced);
+  void set_config_commit(const std::string& commit) { config_commit_ = commit; }
 
  private:
   ServerReport(EventLoop& loop, Worker& worker, const Invocation& inv, provisioner::AgentConfig config,
@@ -95,6 +100,8 @@ class ServerReport {
   std::unique_ptr<AgentLink> link_;
   std::map<std::string, provisioner::NetworkHealth> health_;
   std::map<std::string, int64_t> started_ms_;
+  std::string config_commit_;
+  std::string last_config_error_;
   EventLoop::TimerId inventory_timer_ = 0;
   // False once this is destroyed: a command's answer posted by the worker
   // may reach the loop after a reload replaced this report.

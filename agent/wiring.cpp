@@ -5,6 +5,8 @@
 #include <cstdio>
 
 #include "agent/commands.h"
+#include "agent/runtime.h"
+#include "provisioner/config_repo.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -43,6 +45,60 @@ std::optional<AgentConfig> load_config(const std::string& path) {
   return loaded.config;
 }
 
+std::optional<AgentConfig> load_config(const Invocation& inv, std::string* commit) {
+  const std::string path = config_path(inv);
+  auto local = load_config(path);
+  if (commit != nullptr) commit->clear();
+  if (!local || !local->config_repo) return local;
+  auto text = read_file(path);
+  if (!text) {
+    log::error(text.error().message());
+    return std::nullopt;
+  }
+  ConfigLoad loaded = provisioner::load_config_with_repo(*text, *local, HostRoot(inv.root), *recipes(), commit);
+  for (const auto& w : loaded.warnings) log::warning(path, ": ", w);
+  for (const auto& e : loaded.errors) log::error(e);
+  return loaded.config;
+}
+
+ConfigSync sync_config(const Invocation& inv) {
+  ConfigSync out;
+  const std::string path = config_path(inv);
+  const RecipeBook* book = recipes();
+  if (book == nullptr) return out;
+  auto text = read_file(path);
+  if (!text) return out;
+  ConfigLoad local = provisioner::parse_config(*text, *book);
+  if (!local.config || !local.config->config_repo) return out;
+  out.configured = true;
+  const provisioner::ConfigRepo& repo = *local.config->config_repo;
+  auto synced = provisioner::sync_config_repo(*text, *local.config, HostRoot(inv.root), *book);
+  if (!synced) {
+    out.error = "cannot fetch the config repository: " + synced.error().message();
+    out.summary = *out.error;
+    log::error(out.summary);
+    return out;
+  }
+  out.commit = synced->commit;
+  out.changed = synced->changed;
+  if (synced->rejected) {
+    out.error = "config refused, " +
+                (synced->commit.empty() ? std::string("and no earlier config is in force")
+                                        : provisioner::repo_label(repo, synced->commit) + " stays in force") +
+                ":\n" + *synced->rejected;
+    out.summary = *out.error;
+    log::error(out.summary);
+  } else if (synced->changed) {
+    out.summary = "config " + synced->label + " accepted" +
+                  (synced->previous.empty() ? std::string() : " (was " + synced->previous.substr(0, 12) + ")");
+    log::notice(out.summary);
+  } else {
+    out.summary = "config " + synced->label + " is current";
+    log::info(out.summary);
+  }
+  return out;
+}
+
 Result<std::unique_ptr<Wired>> wire(const Invocation& inv, AgentConfig config) {
   auto w = std::make_unique<Wired>();
   if (inv.root == "/" && host_booted_with_systemd()) {
@@ -52,6 +108,10 @@ Result<std::unique_ptr<Wired>> wire(const Invocation& inv, AgentConfig config) {
   }
   w->provisioner = std::make_unique<provisioner::Provisioner>(std::move(config), *recipes(), HostRoot(inv.root),
                                                               w->runner, w->systemd.get(), host_hostname());
+  // Setup steps run in a running container through its leader, also one
+  // started by `farmhand run` on a host without systemd.
+  auto locator = std::make_shared<ContainerLocator>(HostRoot(inv.root), w->systemd.get());
+  w->provisioner->set_payload_runtime("", [locator](const std::string& name) { return locator->leader(name); });
   return w;
 }
 

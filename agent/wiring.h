@@ -27,8 +27,23 @@ std::string host_hostname();
 std::string config_path(const Invocation& inv);
 // The built-in recipes; null (after logging why) if they are broken.
 const provisioner::RecipeBook* recipes();
-// Loads and validates the configuration; prints every error and warning.
+// Loads and validates the configuration file; prints every error and warning.
 std::optional<provisioner::AgentConfig> load_config(const std::string& path);
+// The configuration in force: the file, and when it names a config
+// repository, that repository's last good file for this host (no fetch).
+// `commit` gets that file's commit ("" without a config repository).
+std::optional<provisioner::AgentConfig> load_config(const Invocation& inv, std::string* commit = nullptr);
+
+// What fetching the config repository did, for the log and the server.
+struct ConfigSync {
+  bool configured = false;           // agent.json names a config repository
+  std::string commit;                // the commit in force afterwards
+  bool changed = false;              // a new commit was accepted
+  std::optional<std::string> error;  // a refused commit, or a failed fetch (the last good stays in force)
+  std::string summary;               // one line for the log and the server
+};
+// Fetches and validates the config repository, if agent.json names one.
+ConfigSync sync_config(const Invocation& inv);
 
 // A Provisioner on the real host, with what it needs kept alive.
 struct Wired {
@@ -45,7 +60,7 @@ Result<std::unique_ptr<Wired>> wire(const Invocation& inv, provisioner::AgentCon
 // bad configuration exits with kExitUsage, a failure to wire with kExitFailed.
 template <typename Body>
 int with_provisioner(const Invocation& inv, Body&& body) {
-  auto config = load_config(config_path(inv));
+  auto config = load_config(inv);
   if (!config) return kExitUsage;
   auto wired = wire(inv, std::move(*config));
   if (!wired) {

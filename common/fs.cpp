@@ -65,7 +65,7 @@ Result<std::string> read_all(int fd, const fs::path& shown) {
 // `mode`), fsync-ed and renamed over `name`, then the directory fsync-ed.
 // Renaming replaces a symlink at `name`; it never writes through one.
 Status write_atomic_at(int dir_fd, const std::string& name, std::string_view content, mode_t mode,
-                       const fs::path& shown) {
+                       const fs::path& shown, std::optional<Ownership> owner = std::nullopt) {
   const std::string tmp = "." + name + ".tmp-" + random_suffix();
   Fd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) return io_error("cannot create", shown.parent_path() / tmp, errno);
@@ -85,6 +85,7 @@ Status write_atomic_at(int dir_fd, const std::string& name, std::string_view con
     p += n;
     left -= static_cast<size_t>(n);
   }
+  if (owner && ::fchown(fd.get(), owner->uid, owner->gid) != 0) return cleanup_fail("cannot chown");
   if (::fchmod(fd.get(), mode) != 0) return cleanup_fail("cannot chmod");
   if (::fsync(fd.get()) != 0) return cleanup_fail("cannot fsync");
   if (::close(fd.release()) != 0) return cleanup_fail("cannot close");
@@ -299,7 +300,7 @@ Status make_dirs_in_root(const fs::path& root, const fs::path& relative, mode_t 
 }
 
 Status write_file_in_root(const fs::path& root, const fs::path& relative, std::string_view content,
-                          mode_t mode) {
+                          mode_t mode, std::optional<Ownership> owner) {
   const fs::path rel = relative.relative_path();
   if (auto s = make_dirs_in_root(root, rel.parent_path()); !s) return s;
   auto rfd = open_root(root);
@@ -307,7 +308,77 @@ Status write_file_in_root(const fs::path& root, const fs::path& relative, std::s
   Fd root_fd(*rfd);
   Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
   if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
-  return write_atomic_at(dir.get(), rel.filename().string(), content, mode, root / rel);
+  return write_atomic_at(dir.get(), rel.filename().string(), content, mode, root / rel, owner);
+}
+
+Result<std::optional<InRootStat>> stat_in_root(const fs::path& root, const fs::path& relative) {
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  Fd fd(open_in_root(root_fd.get(), relative, O_PATH | O_NOFOLLOW));
+  if (fd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return std::optional<InRootStat>{};
+    return io_error("cannot open", root / relative.relative_path(), errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return io_error("cannot stat", root / relative.relative_path(), errno);
+  return std::optional<InRootStat>(InRootStat{st.st_mode, st.st_uid, st.st_gid});
+}
+
+Result<std::optional<std::string>> readlink_in_root(const fs::path& root, const fs::path& relative) {
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  const fs::path rel = relative.relative_path();
+  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  if (dir.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
+    return io_error("cannot open", root / rel.parent_path(), errno);
+  }
+  char buf[4096];
+  ssize_t n = ::readlinkat(dir.get(), rel.filename().c_str(), buf, sizeof buf);
+  if (n < 0) {
+    if (errno == ENOENT || errno == EINVAL) return std::optional<std::string>{};  // missing, or not a link
+    return io_error("cannot read link", root / rel, errno);
+  }
+  return std::optional<std::string>(std::string(buf, static_cast<size_t>(n)));
+}
+
+Status symlink_in_root(const fs::path& root, const fs::path& relative, const std::string& target) {
+  const fs::path rel = relative.relative_path();
+  if (auto s = make_dirs_in_root(root, rel.parent_path()); !s) return s;
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
+  const std::string tmp = "." + rel.filename().string() + ".tmp-" + random_suffix();
+  if (::symlinkat(target.c_str(), dir.get(), tmp.c_str()) != 0) {
+    return io_error("cannot create symlink", root / rel.parent_path() / tmp, errno);
+  }
+  if (::renameat(dir.get(), tmp.c_str(), dir.get(), rel.filename().c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(dir.get(), tmp.c_str(), 0);
+    return io_error("cannot rename into place", root / rel, err);
+  }
+  if (::fsync(dir.get()) != 0) return io_error("cannot fsync", root / rel.parent_path(), errno);
+  return {};
+}
+
+Status remove_in_root(const fs::path& root, const fs::path& relative) {
+  auto rfd = open_root(root);
+  if (!rfd) return rfd.error();
+  Fd root_fd(*rfd);
+  const fs::path rel = relative.relative_path();
+  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  if (dir.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return {};
+    return io_error("cannot open", root / rel.parent_path(), errno);
+  }
+  if (::unlinkat(dir.get(), rel.filename().c_str(), 0) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", root / rel, errno);
+  }
+  return {};
 }
 
 Result<std::optional<std::string>> read_file_in_root(const fs::path& root,

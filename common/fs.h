@@ -79,8 +79,27 @@ namespace farmhand {
 // Paths inside a container's root filesystem are resolved as if `root` were
 // "/" (openat2 RESOLVE_IN_ROOT): a symlink in the container can never make
 // farmhand read or write a host file.
+struct Ownership {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool operator==(const Ownership&) const = default;
+};
+// `owner` set: the file is given that owner before it is renamed into place.
 Status write_file_in_root(const fs::path& root, const fs::path& relative, std::string_view content,
-                          mode_t mode = 0644);
+                          mode_t mode = 0644, std::optional<Ownership> owner = std::nullopt);
+struct InRootStat {
+  mode_t mode = 0;  // with the file type bits
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+// The entry itself (a final symlink is not followed); std::nullopt if missing.
+Result<std::optional<InRootStat>> stat_in_root(const fs::path& root, const fs::path& relative);
+// A symlink's target; std::nullopt if missing or not a symlink.
+Result<std::optional<std::string>> readlink_in_root(const fs::path& root, const fs::path& relative);
+// Creates or replaces a symlink atomically (parent directories are created).
+Status symlink_in_root(const fs::path& root, const fs::path& relative, const std::string& target);
+// Removes a file or symlink; a missing one is fine.
+Status remove_in_root(const fs::path& root, const fs::path& relative);
 Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
                                                      const fs::path& relative);
 Status make_dirs_in_root(const fs::path& root, const fs::path& relative, mode_t mode = 0755);

@@ -161,7 +161,8 @@ Inventory read_inventory(const json& j) {
   (void)r.time("time");
   const json& host = r.object("host");
   Reader hr(host, "/host");
-  for (const char* key : {"hostname", "os", "kernel", "arch", "farmhand_version", "network_backend", "firewall"}) {
+  for (const char* key : {"hostname", "os", "kernel", "arch", "farmhand_version", "network_backend", "firewall",
+                          "config_commit"}) {
     (void)hr.optional_string(key, kMaxIdBytes, true);
   }
   const json& containers = r.array("containers");
@@ -175,6 +176,16 @@ Inventory read_inventory(const json& j) {
     for (const char* key : {"distro", "release", "address"}) (void)c.optional_string(key, kMaxIdBytes, true);
     (void)c.optional_string("network_reason", kMaxMessageBytes, true);
     if (c.find("since") != nullptr) (void)c.time("since");
+    if (c.find("sources") != nullptr) {
+      const json& sources = c.array("sources");
+      for (size_t k = 0; k < sources.size(); ++k) {
+        const std::string sp = p + "/sources/" + std::to_string(k);
+        if (!sources[k].is_object()) refuse("bad_frame", sp + ": expected an object");
+        Reader src(sources[k], sp);
+        (void)src.string("name");
+        (void)src.optional_string("commit", kMaxIdBytes, true);
+      }
+    }
   }
   const json& devices = r.array("devices");
   for (size_t i = 0; i < devices.size(); ++i) {

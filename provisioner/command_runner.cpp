@@ -6,8 +6,9 @@ std::vector<std::string> CommandRunner::nspawn_args(const std::string& root,
                                                     const std::vector<std::string>& env, Dns dns) {
   std::vector<std::string> args = {"--register=no", "--keep-unit", "--quiet", "--console=pipe",
                                    "--directory=" + root,
-                                   dns == Dns::kHost ? "--resolv-conf=replace-host"
-                                                     : "--resolv-conf=off",
+                                   dns == Dns::kHost       ? "--resolv-conf=replace-host"
+                                   : dns == Dns::kBindHost ? "--resolv-conf=bind-host"
+                                                           : "--resolv-conf=off",
                                    "--timezone=off"};
   for (const auto& e : env) args.push_back("--setenv=" + e);
   args.push_back("--");

@@ -23,8 +23,10 @@ class CommandRunner {
 
   explicit CommandRunner(ProcessRunner& runner) : runner_(runner) {}
 
-  // How the container resolves names while a command runs in it.
-  enum class Dns { kHost, kNone };
+  // How the container resolves names while a command runs in it: with a
+  // copy of the host's resolv.conf left behind (kHost), the host's bound
+  // over its own for the command only (kBindHost), or not at all.
+  enum class Dns { kHost, kBindHost, kNone };
 
   // Runs argv on the host; a non-zero exit is an error carrying its output.
   Status host(const std::vector<std::string>& argv, const std::vector<std::string>& env,

@@ -16,6 +16,8 @@
 #include "common/fs.h"
 #include "common/json_pointer.h"
 #include "common/strict_json.h"
+#include "provisioner/payload_rules.h"
+#include "provisioner/template.h"
 
 namespace farmhand::provisioner {
 namespace {
@@ -96,7 +98,10 @@ class Validator {
  public:
   explicit Validator(const RecipeBook& recipes) : recipes_(recipes), host_arch_(host_arch()) {}
 
-  ConfigLoad run(const Json& root) {
+  // `repo` is the config repository's host file, if any: it supplies the
+  // containers (and the mirrors when it has them), and its messages start
+  // with "<repo_label>: ".
+  ConfigLoad run(const Json& root, const Json* repo = nullptr, const std::string& repo_label = "") {
     config_.paths = {kDefaults.machines, kDefaults.state, kDefaults.cache, kDefaults.nspawn,
                      kDefaults.systemd};
     config_.pool = *Cidr::parse(kDefaults.pool);
@@ -108,12 +113,31 @@ class Validator {
     if (!root.is_object()) {
       error("/", "expected an object, got " + type_name(root));
     } else {
-      if (const Json* mirrors = first_member(root, "mirrors"); mirrors && mirrors->is_object()) {
+      repo_mirrors_ = repo != nullptr && first_member(*repo, "mirrors") != nullptr;
+      const Json* mirrors = first_member(repo_mirrors_ ? *repo : root, "mirrors");
+      if (mirrors && mirrors->is_object()) {
         for (const auto& member : mirrors->get_ref<const Json::object_t&>())
           mirror_keys_.insert(member.first);
       }
-      walk(root, "/", {"clone_method", "containers", "mirrors", "network", "paths", "server"},
+      if (repo != nullptr) {
+        containers_source_ = repo_label;
+      } else if (const Json* config_repo = first_member(root, "config_repo")) {
+        auto url = peek_string(*config_repo, "url");
+        auto path = peek_string(*config_repo, "path");
+        containers_source_ = url && path ? *path + " in " + hide_url_password(*url) : "/config_repo";
+      }
+      walk(root, "/", {"clone_method", "config_repo", "containers", "mirrors", "network", "paths", "server"},
            [&](const std::string& key, const Json& v, const std::string& p) { top_level(key, v, p); });
+      if (repo != nullptr) {
+        prefix_ = repo_label + ": ";
+        in_repo_ = true;
+        if (!repo->is_object()) {
+          error("/", "expected an object, got " + type_name(*repo));
+        } else {
+          walk(*repo, "/", {"containers", "mirrors"},
+               [&](const std::string& key, const Json& v, const std::string& p) { top_level(key, v, p); });
+        }
+      }
       cross_container_checks();
     }
     ConfigLoad out;
@@ -127,10 +151,10 @@ class Validator {
   using Handler = std::function<void(const std::string& key, const Json& value, const std::string& pointer)>;
 
   void error(const std::string& pointer, const std::string& reason) {
-    errors_.push_back(pointer + ": " + reason);
+    errors_.push_back(prefix_ + pointer + ": " + reason);
   }
   void warn(const std::string& pointer, const std::string& advice) {
-    warnings_.push_back(pointer + ": " + advice);
+    warnings_.push_back(prefix_ + pointer + ": " + advice);
   }
 
   bool expect(bool ok, const Json& v, const std::string& p, const char* wanted) {
@@ -165,6 +189,10 @@ class Validator {
 
   void top_level(const std::string& key, const Json& v, const std::string& p) {
     if (key == "containers") {
+      if (!in_repo_ && !containers_source_.empty()) {
+        error(p, "containers come from config_repo (" + containers_source_ + "): remove this key or config_repo");
+        return;
+      }
       if (!expect(v.is_array(), v, p, "an array")) return;
       for (size_t i = 0; i < v.size(); ++i) container(v[i], child(p, i));
     } else if (key == "paths") {
@@ -193,8 +221,12 @@ class Validator {
                      " (expected one of: auto, btrfs, copy, overlay, reflink)");
       }
     } else if (key == "mirrors") {
+      if (repo_mirrors_ && !in_repo_) return;  // replaced by the config repository's
       if (!expect(v.is_object(), v, p, "an object")) return;
       mirrors(v, p);
+    } else if (key == "config_repo") {
+      if (!expect(v.is_object(), v, p, "an object")) return;
+      config_repo(v, p);
     } else if (key == "server") {
       if (!expect(v.is_object(), v, p, "an object")) return;
       server(v, p);
@@ -418,9 +450,14 @@ class Validator {
       return join(arches);
     };
 
+    // Templates and steps may name the container's sources wherever they are.
+    std::vector<std::string> source_names = peek_source_names(v);
+    const std::set<std::string> variables = known_template_variables(source_names);
+    std::vector<size_t> steps_on_all_sources;
+
     walk(v, p,
-         {"arch", "binds", "boot", "build_packages", "devices", "distro", "name", "network", "packages",
-          "private_users", "release"},
+         {"arch", "binds", "boot", "build_packages", "devices", "distro", "files", "name", "network", "packages",
+          "private_users", "release", "services", "setup", "sources"},
          [&](const std::string& k, const Json& value, const std::string& kp) {
            if (k == "name") {
              auto s = as_string(value, kp);
@@ -467,8 +504,19 @@ class Validator {
              binds(value, kp, spec);
            } else if (k == "devices") {
              devices(value, kp, spec, facts);
+           } else if (k == "sources") {
+             sources(value, kp, spec);
+           } else if (k == "files") {
+             files(value, kp, spec, variables);
+           } else if (k == "setup") {
+             setup(value, kp, spec, variables, source_names, steps_on_all_sources);
+           } else if (k == "services") {
+             services(value, kp, spec, variables);
            }
          });
+    for (size_t i : steps_on_all_sources) {
+      for (const auto& source : spec.sources) spec.setup[i].sources.push_back(source.name);
+    }
 
     for (const char* required : {"name", "distro", "release"}) {
       if (first_member(v, required) == nullptr) error(child(p, required), "required key is missing");
@@ -685,6 +733,444 @@ class Validator {
     }
   }
 
+  // ---- The payload: sources, files, setup steps, services ----
+
+  static std::vector<std::string> peek_source_names(const Json& container) {
+    std::vector<std::string> names;
+    const Json* sources = first_member(container, "sources");
+    if (sources == nullptr || !sources->is_array()) return names;
+    for (const Json& source : *sources) {
+      auto name = peek_string(source, "name");
+      if (name && std::find(names.begin(), names.end(), *name) == names.end()) names.push_back(*name);
+    }
+    return names;
+  }
+
+  static std::string normal_path(const std::string& path) {
+    std::string key = std::filesystem::path(path).lexically_normal().string();
+    while (key.size() > 1 && key.back() == '/') key.pop_back();
+    return key;
+  }
+
+  // An integer in [lo, hi]; `note` explains a special value.
+  std::optional<int> int_in_range(const Json& v, const std::string& p, int lo, int hi, const char* note = "") {
+    if (!expect(v.is_number_integer(), v, p, "an integer")) return std::nullopt;
+    bool in_range = v.is_number_unsigned()
+                        ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && v.get<uint64_t>() >= static_cast<uint64_t>(lo)
+                        : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!in_range) {
+      error(p, v.dump() + " is out of range: it must be between " + std::to_string(lo) + " and " +
+                   std::to_string(hi) + note);
+      return std::nullopt;
+    }
+    return v.get<int>();
+  }
+
+  bool check_payload_name(const std::string& name, const std::string& p, const char* what) {
+    if (valid_payload_name(name)) return true;
+    error(p, quote(name) + " is not a valid " + what +
+                 " name: use 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit");
+    return false;
+  }
+
+  // Every {{variable}} of `text` must be one the container has.
+  void check_template(const std::string& text, const std::string& p, const std::set<std::string>& variables) {
+    if (auto problem = template_syntax_problem(text)) {
+      error(p, *problem);
+      return;
+    }
+    for (const auto& name : template_variables(text)) {
+      if (variables.contains(name)) continue;
+      std::string bad = "unknown template variable " + quote(name);
+      size_t dot = name.rfind('.');
+      if (name.starts_with("source.") && dot > 7) {
+        std::string source = name.substr(7, dot - 7);
+        if (!variables.contains("source." + source + ".path")) {
+          error(p, bad + ": the container has no source " + quote(source));
+        } else {
+          error(p, bad + " (a source has: path, commit, url)");
+        }
+      } else {
+        error(p, bad + " (known: address, container, gateway, home, host, hostname, server_url, subnet, user, "
+                       "source.NAME.path, source.NAME.commit, source.NAME.url)");
+      }
+    }
+  }
+
+  // File and unit contents: a string, or an array of lines (each ends in "\n").
+  std::optional<std::string> content(const Json& v, const std::string& p, const std::set<std::string>& variables) {
+    if (v.is_string()) {
+      check_template(v.get<std::string>(), p, variables);
+      return v.get<std::string>();
+    }
+    if (!v.is_array()) {
+      error(p, "expected a string or an array of strings, got " + type_name(v));
+      return std::nullopt;
+    }
+    std::string text;
+    bool ok = true;
+    for (size_t i = 0; i < v.size(); ++i) {
+      auto line = as_string(v[i], child(p, i));
+      if (!line) {
+        ok = false;
+        continue;
+      }
+      check_template(*line, child(p, i), variables);
+      text += *line + "\n";
+    }
+    if (!ok) return std::nullopt;
+    return text;
+  }
+
+  // A git URL; the message never shows a password that is in it.
+  std::optional<std::string> git_url(const Json& v, const std::string& p) {
+    auto s = as_string(v, p);
+    if (!s) return std::nullopt;
+    if (auto problem = git_url_problem(*s)) {
+      error(p, quote(hide_url_password(*s)) + " is not a git URL: " + *problem);
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<std::string> git_ref(const Json& v, const std::string& p) {
+    auto s = as_string(v, p);
+    if (!s) return std::nullopt;
+    if (auto problem = git_ref_problem(*s)) {
+      error(p, quote(*s) + " is not a branch, tag or commit: " + *problem);
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // Credential files for the remote at `url` (peeked: it may come later in the object).
+  void credentials(const Json& v, const std::string& p, const std::optional<std::string>& url, GitCredentials& out) {
+    if (!expect(v.is_object(), v, p, "an object")) return;
+    std::optional<GitTransport> transport;
+    if (url && !git_url_problem(*url)) transport = git_transport(*url);
+    std::string url_text = url ? quote(hide_url_password(*url)) : std::string();
+    walk(v, p, {"known_hosts", "ssh_key", "token_file", "username"},
+         [&](const std::string& k, const Json& value, const std::string& kp) {
+           auto s = as_string(value, kp);
+           if (!s) return;
+           if (k == "username") {
+             if (s->empty() || std::any_of(s->begin(), s->end(), [](char c) {
+                   return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ':' || c == '@';
+                 })) {
+               error(kp, quote(*s) + " is not a user name: it must be non-empty, without whitespace, control "
+                                     "characters, ':' or '@'");
+             } else {
+               out.username = *s;
+             }
+             return;
+           }
+           if (!check_path(*s, kp, false)) return;
+           bool ssh_only = k != "token_file";
+           if (transport && ssh_only && *transport != GitTransport::kSsh) {
+             error(kp, std::string("only an ssh URL (ssh:// or user@host:path) uses ") +
+                           (k == "ssh_key" ? "an ssh key" : "known_hosts") + "; " + url_text + " is not one");
+           } else if (transport && !ssh_only && *transport != GitTransport::kHttp) {
+             error(kp, "only an https:// or http:// URL uses a token file; " + url_text + " is not one");
+           } else if (k == "ssh_key") {
+             out.ssh_key = *s;
+           } else if (k == "known_hosts") {
+             out.known_hosts = *s;
+           } else {
+             out.token_file = *s;
+           }
+         });
+  }
+
+  void sources(const Json& v, const std::string& p, ContainerSpec& spec) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::map<std::string, std::string> names;                 // name -> pointer of its first use
+    std::vector<std::pair<std::string, std::string>> paths;   // normalized path, pointer
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string sp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], sp, "an object")) continue;
+      SourceSpec source;
+      source.depth = kDefaults.source_depth;
+      source.submodules = kDefaults.source_submodules;
+      const auto url = peek_string(v[i], "url");
+      walk(v[i], sp, {"credentials", "depth", "name", "path", "ref", "submodules", "url"},
+           [&](const std::string& k, const Json& value, const std::string& kp) {
+             if (k == "name") {
+               auto s = as_string(value, kp);
+               if (!s || !check_payload_name(*s, kp, "source")) return;
+               if (auto [it, fresh] = names.emplace(*s, kp); !fresh) {
+                 error(kp, "duplicate source name " + quote(*s) + " (also at " + it->second + ")");
+               } else {
+                 source.name = *s;
+               }
+             } else if (k == "url") {
+               if (auto s = git_url(value, kp)) source.url = *s;
+             } else if (k == "ref") {
+               if (auto s = git_ref(value, kp)) source.ref = *s;
+             } else if (k == "path") {
+               auto s = as_string(value, kp);
+               if (!s || !check_path(*s, kp, false)) return;
+               std::string key = normal_path(*s);
+               if (key == "/") {
+                 error(kp, quote(*s) + " is the container's root: a source needs a directory of its own");
+                 return;
+               }
+               source.path = *s;
+               for (const auto& [other, other_pointer] : paths) {
+                 if (other == key) {
+                   error(kp, "duplicate source path " + quote(*s) + " (also at " + other_pointer + ")");
+                 } else if (key.starts_with(other + "/")) {
+                   error(kp, quote(*s) + " is inside the source at " + other_pointer + " (" + quote(other) +
+                                 "): sources must not nest");
+                 } else if (other.starts_with(key + "/")) {
+                   error(kp, quote(*s) + " contains the source at " + other_pointer + " (" + quote(other) +
+                                 "): sources must not nest");
+                 } else {
+                   continue;
+                 }
+                 return;
+               }
+               paths.emplace_back(key, kp);
+             } else if (k == "depth") {
+               if (auto d = int_in_range(value, kp, 0, 1000000, " (0: the whole history)")) source.depth = *d;
+             } else if (k == "submodules") {
+               as_bool(value, kp, source.submodules);
+             } else if (k == "credentials") {
+               credentials(value, kp, url, source.credentials);
+             }
+           });
+      for (const char* required : {"name", "url", "ref", "path"}) {
+        if (first_member(v[i], required) == nullptr) error(child(sp, required), "required key is missing");
+      }
+      spec.sources.push_back(std::move(source));
+    }
+  }
+
+  // A user or group of a file: a name as useradd allows it, or a numeric id.
+  static bool valid_owner(const std::string& s) {
+    static const std::regex kName("[a-z_][a-z0-9_-]{0,31}");
+    static const std::regex kId("[0-9]{1,10}");
+    return std::regex_match(s, kName) || (std::regex_match(s, kId) && std::stoull(s) < 4294967295ULL);
+  }
+
+  void files(const Json& v, const std::string& p, ContainerSpec& spec, const std::set<std::string>& variables) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::map<std::string, std::string> paths;  // normalized path -> pointer of its first use
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string fp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], fp, "an object")) continue;
+      FileSpec file;
+      file.owner = kDefaults.file_owner;
+      file.group = kDefaults.file_group;
+      file.mode = kDefaults.file_mode;
+      walk(v[i], fp, {"content", "group", "mode", "owner", "path"},
+           [&](const std::string& k, const Json& value, const std::string& kp) {
+             if (k == "content") {
+               if (auto text = content(value, kp, variables)) file.content = *text;
+               return;
+             }
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (k == "path") {
+               if (!check_path(*s, kp, false)) return;
+               if (s->back() == '/') {
+                 error(kp, quote(*s) + " names a directory: a file's path must not end in '/'");
+               } else if (auto [it, fresh] = paths.emplace(normal_path(*s), kp); !fresh) {
+                 error(kp, "duplicate file path " + quote(*s) + " (also at " + it->second + ")");
+               } else {
+                 file.path = *s;
+               }
+             } else if (k == "owner" || k == "group") {
+               if (!valid_owner(*s)) {
+                 error(kp, quote(*s) + " is not a " + (k == "owner" ? "user" : "group") + " name or numeric id");
+               } else {
+                 (k == "owner" ? file.owner : file.group) = *s;
+               }
+             } else {
+               static const std::regex kMode("[0-7]{3,4}");
+               if (!std::regex_match(*s, kMode)) {
+                 error(kp, quote(*s) + " is not a file mode: write it in octal, like \"0644\"");
+               } else if (unsigned mode = static_cast<unsigned>(std::stoul(*s, nullptr, 8)); (mode & 02) != 0) {
+                 error(kp, quote(*s) + " lets every user write the file: remove the world-write bit");
+               } else {
+                 file.mode = mode;
+               }
+             }
+           });
+      for (const char* required : {"path", "content"}) {
+        if (first_member(v[i], required) == nullptr) error(child(fp, required), "required key is missing");
+      }
+      spec.files.push_back(std::move(file));
+    }
+  }
+
+  // A templated argv or environment entry; farmhand passes it to exec, which cannot carry NUL.
+  std::optional<std::string> exec_string(const Json& v, const std::string& p, const std::set<std::string>& variables) {
+    auto s = as_string(v, p);
+    if (!s) return std::nullopt;
+    if (s->find('\0') != std::string::npos) {
+      error(p, quote(*s) + " must not contain a NUL character");
+      return std::nullopt;
+    }
+    check_template(*s, p, variables);
+    return s;
+  }
+
+  void setup(const Json& v, const std::string& p, ContainerSpec& spec, const std::set<std::string>& variables,
+             const std::vector<std::string>& source_names, std::vector<size_t>& steps_on_all_sources) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::map<std::string, std::string> names;  // name -> pointer of its first use
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string sp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], sp, "an object")) continue;
+      SetupStep step;
+      step.user = *parse_run_as(kDefaults.setup_user);
+      step.timeout_s = kDefaults.setup_timeout_s;
+      walk(v[i], sp, {"cwd", "env", "name", "run", "sources", "timeout", "user"},
+           [&](const std::string& k, const Json& value, const std::string& kp) {
+             if (k == "name") {
+               auto s = as_string(value, kp);
+               if (!s || !check_payload_name(*s, kp, "step")) return;
+               if (auto [it, fresh] = names.emplace(*s, kp); !fresh) {
+                 error(kp, "duplicate step name " + quote(*s) + " (also at " + it->second + ")");
+               } else {
+                 step.name = *s;
+               }
+             } else if (k == "run") {
+               if (!expect(value.is_array(), value, kp, "an array")) return;
+               if (value.empty()) error(kp, "expected at least one string: the program to run");
+               for (size_t j = 0; j < value.size(); ++j) {
+                 auto arg = exec_string(value[j], child(kp, j), variables);
+                 if (!arg) continue;
+                 if (j == 0 && arg->empty()) error(child(kp, j), "the program must not be empty");
+                 step.run.push_back(*arg);
+               }
+             } else if (k == "user") {
+               auto s = as_string(value, kp);
+               if (!s) return;
+               if (auto user = parse_run_as(*s)) {
+                 step.user = *user;
+               } else {
+                 error(kp, "unknown user " + quote(*s) + " (expected one of: root, sai)");
+               }
+             } else if (k == "cwd") {
+               auto s = as_string(value, kp);
+               if (s && check_path(*s, kp, false)) step.cwd = *s;
+             } else if (k == "env") {
+               if (!expect(value.is_array(), value, kp, "an array")) return;
+               static const std::regex kKey("[A-Za-z_][A-Za-z0-9_]*");
+               std::map<std::string, std::string> keys;
+               for (size_t j = 0; j < value.size(); ++j) {
+                 const std::string ep = child(kp, j);
+                 auto entry = exec_string(value[j], ep, variables);
+                 if (!entry) continue;
+                 std::string key = entry->substr(0, entry->find('='));
+                 if (key.size() == entry->size() || !std::regex_match(key, kKey)) {
+                   error(ep, quote(*entry) + " is not KEY=value with KEY of letters, digits and '_' (not starting "
+                                             "with a digit)");
+                 } else if (auto [it, fresh] = keys.emplace(key, ep); !fresh) {
+                   error(ep, "duplicate variable " + quote(key) + " (also at " + it->second + ")");
+                 } else {
+                   step.env.push_back(*entry);
+                 }
+               }
+             } else if (k == "sources") {
+               if (!expect(value.is_array(), value, kp, "an array")) return;
+               std::set<std::string> seen;
+               for (size_t j = 0; j < value.size(); ++j) {
+                 auto s = as_string(value[j], child(kp, j));
+                 if (!s) continue;
+                 if (std::find(source_names.begin(), source_names.end(), *s) == source_names.end()) {
+                   error(child(kp, j), "unknown source " + quote(*s) +
+                                           (source_names.empty() ? std::string(" (the container has no sources)")
+                                                                 : " (the container's sources: " +
+                                                                       join(source_names) + ")"));
+                 } else if (!seen.insert(*s).second) {
+                   error(child(kp, j), "duplicate source " + quote(*s));
+                 } else {
+                   step.sources.push_back(*s);
+                 }
+               }
+             } else if (k == "timeout") {
+               if (auto t = int_in_range(value, kp, 1, 86400, " seconds")) step.timeout_s = *t;
+             }
+           });
+      if (first_member(v[i], "name") == nullptr) error(child(sp, "name"), "required key is missing");
+      if (first_member(v[i], "run") == nullptr) error(child(sp, "run"), "required key is missing");
+      if (first_member(v[i], "sources") == nullptr) steps_on_all_sources.push_back(spec.setup.size());
+      spec.setup.push_back(std::move(step));
+    }
+  }
+
+  void services(const Json& v, const std::string& p, ContainerSpec& spec, const std::set<std::string>& variables) {
+    if (!expect(v.is_array(), v, p, "an array")) return;
+    std::map<std::string, std::string> names;  // name -> pointer of its first use
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string sp = child(p, i);
+      if (!expect(v[i].is_object(), v[i], sp, "an object")) continue;
+      ServiceSpec service;
+      service.enable = kDefaults.service_enable;
+      walk(v[i], sp, {"content", "enable", "name"}, [&](const std::string& k, const Json& value,
+                                                       const std::string& kp) {
+        if (k == "name") {
+          auto s = as_string(value, kp);
+          if (!s) return;
+          if (auto problem = unit_name_problem(*s)) {
+            error(kp, quote(*s) + " is not a unit file name: " + *problem);
+          } else if (auto [it, fresh] = names.emplace(*s, kp); !fresh) {
+            error(kp, "duplicate service " + quote(*s) + " (also at " + it->second + ")");
+          } else {
+            service.name = *s;
+          }
+        } else if (k == "content") {
+          if (auto text = content(value, kp, variables)) service.content = *text;
+        } else {
+          as_bool(value, kp, service.enable);
+        }
+      });
+      for (const char* required : {"name", "content"}) {
+        if (first_member(v[i], required) == nullptr) error(child(sp, required), "required key is missing");
+      }
+      spec.services.push_back(std::move(service));
+    }
+  }
+
+  void config_repo(const Json& v, const std::string& p) {
+    ConfigRepo repo;
+    repo.ref = kDefaults.config_repo_ref;
+    repo.interval_s = kDefaults.config_repo_interval_s;
+    const auto url = peek_string(v, "url");
+    walk(v, p, {"credentials", "interval", "path", "ref", "url"},
+         [&](const std::string& k, const Json& value, const std::string& kp) {
+           if (k == "url") {
+             if (auto s = git_url(value, kp)) repo.url = *s;
+           } else if (k == "ref") {
+             if (auto s = git_ref(value, kp)) repo.ref = *s;
+           } else if (k == "path") {
+             auto s = as_string(value, kp);
+             if (!s) return;
+             if (s->empty() || s->back() == '/') {
+               error(kp, quote(*s) + " does not name a file in the repository");
+             } else if (s->front() == '/') {
+               error(kp, quote(*s) + " must be relative to the top of the repository (no leading '/')");
+             } else if (has_control(*s)) {
+               error(kp, quote(*s) + " must not contain control characters");
+             } else if (has_dotdot(*s)) {
+               error(kp, quote(*s) + " must not contain \"..\"");
+             } else {
+               repo.path = *s;
+             }
+           } else if (k == "interval") {
+             if (auto t = int_in_range(value, kp, 30, 86400, " seconds")) repo.interval_s = *t;
+           } else if (k == "credentials") {
+             credentials(value, kp, url, repo.credentials);
+           }
+         });
+    for (const char* required : {"url", "path"}) {
+      if (first_member(v, required) == nullptr) error(child(p, required), "required key is missing");
+    }
+    config_.config_repo = std::move(repo);
+  }
+
   void cross_container_checks() {
     const size_t legacy = kDefaults.legacy_ifname_chars;
     for (size_t i = 0; i < facts_.size(); ++i) {
@@ -743,6 +1229,10 @@ class Validator {
 
   const RecipeBook& recipes_;
   const std::string host_arch_;
+  std::string prefix_;             // "<repo label>: " while checking the config repository's file
+  bool in_repo_ = false;           // checking the config repository's file
+  bool repo_mirrors_ = false;      // the config repository's file has "mirrors"
+  std::string containers_source_;  // where containers come from when config_repo is set
   std::set<std::string> mirror_keys_;
   AgentConfig config_;
   std::vector<ContainerFacts> facts_;
@@ -857,6 +1347,21 @@ std::string_view to_string(CloneMethod method) {
   return "unknown";
 }
 
+std::string_view to_string(RunAs user) {
+  switch (user) {
+    case RunAs::kRoot: return "root";
+    case RunAs::kBuildUser: return "sai";
+  }
+  return "sai";
+}
+
+std::optional<RunAs> parse_run_as(std::string_view text) {
+  for (auto user : {RunAs::kRoot, RunAs::kBuildUser}) {
+    if (to_string(user) == text) return user;
+  }
+  return std::nullopt;
+}
+
 ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes) {
   auto doc = parse_json_keeping_duplicates(json_text);
   if (!doc) {
@@ -865,6 +1370,17 @@ ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes) {
     return out;
   }
   return Validator(recipes).run(*doc);
+}
+
+ConfigLoad parse_config_with_repo(std::string_view local_json, std::string_view repo_json,
+                                  const std::string& repo_label, const RecipeBook& recipes) {
+  auto local = parse_json_keeping_duplicates(local_json);
+  auto repo = parse_json_keeping_duplicates(repo_json);
+  ConfigLoad out;
+  if (!local) out.errors.push_back("/: invalid JSON: " + local.error().message());
+  if (!repo) out.errors.push_back(repo_label + ": /: invalid JSON: " + repo.error().message());
+  if (!out.errors.empty()) return out;
+  return Validator(recipes).run(*local, &*repo, repo_label);
 }
 
 ConfigLoad load_config_file(const std::string& path, const RecipeBook& recipes) {

@@ -42,6 +42,64 @@ struct ContainerNetwork {
   bool operator==(const ContainerNetwork&) const = default;
 };
 
+// Credentials for a git remote, as files on the host. farmhand reads them
+// when it fetches and never logs their contents.
+struct GitCredentials {
+  std::string ssh_key;      // OpenSSH private key file, for ssh remotes
+  std::string known_hosts;  // known_hosts file the server's host key must be in (ssh remotes)
+  std::string token_file;   // file holding an https token or password (first line)
+  std::string username;     // https user for the token; ssh user when the URL names none
+  bool operator==(const GitCredentials&) const = default;
+};
+
+// A git repository checked out inside the container, owned by the build user.
+struct SourceSpec {
+  std::string name;      // unique within the container; steps name their sources by it
+  std::string url;       // https://, http://, ssh://, user@host:path, file:// or an absolute path
+  std::string ref;       // branch, tag or full commit id
+  std::string path;      // absolute path inside the container
+  int depth = 0;         // 0: the whole history
+  bool submodules = false;
+  GitCredentials credentials;
+  bool operator==(const SourceSpec&) const = default;
+};
+
+// Who a setup step runs as inside the container.
+enum class RunAs { kRoot, kBuildUser };
+std::string_view to_string(RunAs user);  // "root", "sai"
+std::optional<RunAs> parse_run_as(std::string_view text);
+
+// A command run inside the container, in order, when its definition or the
+// commit of a source it depends on changed since it last succeeded.
+struct SetupStep {
+  std::string name;                  // unique within the container
+  std::vector<std::string> run;      // argv; never a shell unless argv names one; templated
+  RunAs user = RunAs::kBuildUser;
+  std::string cwd;                   // absolute path inside the container; empty: the user's home
+  std::vector<std::string> env;      // "KEY=value", templated
+  std::vector<std::string> sources;  // names of the sources it depends on (all of them by default)
+  int timeout_s = 3600;
+  bool operator==(const SetupStep&) const = default;
+};
+
+// A file farmhand writes inside the container from a template.
+struct FileSpec {
+  std::string path;      // absolute path inside the container
+  std::string content;   // template text ({{variable}})
+  std::string owner = "root";  // user name (from the container's /etc/passwd) or numeric id
+  std::string group = "root";  // group name or numeric id
+  unsigned mode = 0644;
+  bool operator==(const FileSpec&) const = default;
+};
+
+// A systemd unit installed (and enabled) inside the container.
+struct ServiceSpec {
+  std::string name;      // unit file name, e.g. "sai-builder.service"
+  std::string content;   // unit file template
+  bool enable = true;    // linked into the [Install] WantedBy= targets (multi-user.target if none)
+  bool operator==(const ServiceSpec&) const = default;
+};
+
 struct ContainerSpec {
   std::string name;
   std::string distro;
@@ -55,6 +113,12 @@ struct ContainerSpec {
   std::vector<BindMount> binds;
   // Devices handed to the container while it runs (USB serial hotplug).
   std::vector<udev::DeviceRule> devices;
+  // The payload: applied after the container exists, on every apply, and
+  // only what changed is redone (see docs/payload.md).
+  std::vector<SourceSpec> sources;
+  std::vector<FileSpec> files;
+  std::vector<SetupStep> setup;
+  std::vector<ServiceSpec> services;
   bool operator==(const ContainerSpec&) const = default;
 };
 
@@ -86,6 +150,16 @@ struct ServerSettings {
   bool operator==(const ServerSettings&) const = default;
 };
 
+// A git repository holding this host's containers (desired state in git).
+struct ConfigRepo {
+  std::string url;
+  std::string ref = "main";
+  std::string path;          // the host's file in the repository, e.g. "hosts/builder-01.json"
+  GitCredentials credentials;
+  int interval_s = 300;      // how often the running agent fetches it
+  bool operator==(const ConfigRepo&) const = default;
+};
+
 struct AgentConfig {
   AgentPaths paths;
   Cidr pool;
@@ -97,6 +171,7 @@ struct AgentConfig {
   CloneMethod clone_method = CloneMethod::kAuto;
   std::map<std::string, std::string> mirrors;  // distro -> mirror URL
   std::vector<ContainerSpec> containers;
+  std::optional<ConfigRepo> config_repo;
 };
 
 // Every default, in one place.
@@ -122,6 +197,17 @@ struct Defaults {
   // systemd < v245 truncated the host interface to "ve-" plus 11 characters.
   size_t legacy_ifname_chars = 11;
   size_t max_name_length = 64;
+  // The payload (see ContainerSpec) and config_repo.
+  int source_depth = 0;  // the whole history
+  bool source_submodules = false;
+  const char* setup_user = "sai";
+  int setup_timeout_s = 3600;
+  const char* file_owner = "root";
+  const char* file_group = "root";
+  unsigned file_mode = 0644;
+  bool service_enable = true;
+  const char* config_repo_ref = "main";
+  int config_repo_interval_s = 300;
 };
 inline constexpr Defaults kDefaults{};
 
@@ -135,6 +221,14 @@ struct ConfigLoad {
 ConfigLoad parse_config(std::string_view json_text, const RecipeBook& recipes);
 // Reads `path` and parses it; a missing or unreadable file is one error.
 ConfigLoad load_config_file(const std::string& path, const RecipeBook& recipes);
+// Merges the config repository's host file (which may hold only "containers"
+// and "mirrors") into the local agent.json text and parses the result: the
+// repo's "containers" replace the local ones (which must be absent), and its
+// "mirrors", when present, replace the local mirrors. Errors and warnings from
+// the repo file are prefixed "<repo_label>: ", e.g.
+// "hosts/b1.json@1a2b3c4d5e6f: /containers/0/name: ...".
+ConfigLoad parse_config_with_repo(std::string_view local_json, std::string_view repo_json,
+                                  const std::string& repo_label, const RecipeBook& recipes);
 
 // Why a central-server URL or token is unusable; std::nullopt if it is fine.
 std::optional<std::string> server_url_problem(std::string_view url);

@@ -16,6 +16,7 @@
 #include "provisioner/base_image.h"
 #include "provisioner/clone.h"
 #include "provisioner/command_runner.h"
+#include "provisioner/payload.h"
 #include "provisioner/unit_file.h"
 
 namespace farmhand::provisioner {
@@ -55,6 +56,9 @@ struct Provisioner::Impl {
   std::string host_hostname;
   std::optional<StateStore> state;
   std::optional<CloneMethod> detected;
+  ProcessRunner& process_runner;
+  std::string helper_exe;
+  std::function<std::optional<pid_t>(const std::string&)> leader_of;
 
   Impl(AgentConfig c, const RecipeBook& r, HostRoot h, ProcessRunner& runner, SystemdControl* sd,
        std::string hn)
@@ -65,7 +69,75 @@ struct Provisioner::Impl {
         cloner(commands),
         images(root.map(config.paths.cache + "/images"), commands),
         systemd(sd),
-        host_hostname(std::move(hn)) {}
+        host_hostname(std::move(hn)),
+        process_runner(runner) {
+    std::error_code ec;
+    helper_exe = fs::read_symlink("/proc/self/exe", ec).string();
+  }
+
+  std::optional<pid_t> leader(const std::string& name) {
+    if (leader_of) return leader_of(name);
+    if (systemd == nullptr) return std::nullopt;
+    auto l = systemd->machine_leader(name);
+    if (l && *l) return **l;
+    return std::nullopt;
+  }
+
+  // Whether apply has payload to look at: declared, or left by an earlier apply.
+  bool payload_work() {
+    for (const auto& spec : config.containers) {
+      if (has_payload(spec)) return true;
+    }
+    if (!state) return false;
+    auto any = state->any_payload();
+    return !any || *any;
+  }
+
+  std::map<std::string, std::string> template_vars(const ContainerLayout& l) const {
+    std::map<std::string, std::string> v = {{"container", l.spec.name},
+                                            {"hostname", l.hostname},
+                                            {"host", host_hostname},
+                                            {"server_url", config.server ? config.server->url : ""},
+                                            {"user", kBuildUser},
+                                            {"home", std::string("/home/") + kBuildUser},
+                                            {"address", ""},
+                                            {"gateway", ""},
+                                            {"subnet", ""}};
+    if (l.spec.network.mode == NetworkMode::kVeth) {
+      v["address"] = l.subnet.host(kContainerOffset);
+      v["gateway"] = l.subnet.host(kGatewayOffset);
+      v["subnet"] = l.subnet.str();
+    }
+    return v;
+  }
+
+  Result<bool> payload(ApplyReporter& rep, int64_t apply_id, const ContainerLayout& l) {
+    const std::string& n = l.spec.name;
+    PayloadTarget target;
+    target.layout = &l;
+    target.tree = host(l.machine_dir);
+    target.leader = leader(n);
+    target.vars = template_vars(l);
+    if (l.clone_method == CloneMethod::kOverlay && !is_mount_point(target.tree)) {
+      if (auto s = cloner.mount_overlay(host(l.base_dir), target.tree, host(l.overlay_dir)); !s) return s.error();
+    }
+    PayloadHooks hooks;
+    hooks.step = [&](const std::string& what, std::chrono::milliseconds elapsed, const Status& result) {
+      rep.step_started(n, what);
+      auto entry = state->journal_begin(apply_id, n, what);
+      if (entry) (void)state->journal_end(*entry, result.ok(), result.ok() ? "" : result.error().message());
+      rep.step_finished(n, what, elapsed, result);
+    };
+    hooks.output = [&](std::string_view line) {
+      log::info("[", n, "] ", line);
+      rep.step_output(n, line);
+    };
+    PayloadApplier applier(*state, process_runner, helper_exe, root.map("/run/farmhand/git"));
+    auto r = applier.apply(target, hooks);
+    if (!r) return r.error();
+    return r->changed;
+  }
+
 
   fs::path host(const std::string& logical) const { return root.map(logical); }
   fs::path state_db_path() const { return host(config.paths.state + "/state.db"); }
@@ -670,7 +742,9 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
     for (const auto& c : plan.conflicts) all += (all.empty() ? "" : "\n") + c;
     return fail(all);
   }
-  if (!plan.has_work() && !impl_->ip_forward_off(plan.host_network.choice)) return outcome;
+  if (!plan.has_work() && !impl_->ip_forward_off(plan.host_network.choice) && !impl_->payload_work()) {
+    return outcome;
+  }
   if (auto s = impl_->open_state(); !s) return s.error();
   if (!lock) {
     auto l = FileLock::acquire(state_dir / "apply.lock");
@@ -730,6 +804,23 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
       case Action::kDestroy:
       case Action::kUnchanged:
         break;
+    }
+  }
+  // The payload of every container that exists, changed or not: sources
+  // are fetched each time, and only what changed is redone.
+  for (const auto& c : plan.changes) {
+    if (!c.layout || c.action == Action::kDestroy ||
+        std::find(failed.begin(), failed.end(), c.name) != failed.end()) {
+      continue;
+    }
+    auto rec = impl_->state->container(c.name);
+    if (!rec) return rec.error();
+    if (!*rec || (*rec)->phase != Phase::kReady) continue;
+    auto changed = impl_->payload(reporter, *apply_id, *c.layout);
+    if (!changed) {
+      note_failure(c.name, changed.error());
+    } else if (*changed) {
+      outcome.payload_changed.push_back(c.name);
     }
   }
   if (failed.empty()) return outcome;
@@ -801,6 +892,22 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
       auto active = impl_->systemd->active_state(unit_of(name));
       if (active) cs.state = *active == "active" ? "running" : "stopped";
     }
+    if (auto payload = impl_->state->payload(name); payload) {
+      const ContainerSpec* spec = nullptr;
+      for (const auto& sp : impl_->config.containers) {
+        if (sp.name == name) spec = &sp;
+      }
+      for (const auto& p : *payload) {
+        if (p.kind != PayloadKind::kSource) continue;
+        ContainerStatus::Source src{p.name, "", p.revision};
+        if (spec) {
+          for (const auto& s : spec->sources) {
+            if (s.name == p.name) src.ref = s.ref;
+          }
+        }
+        cs.sources.push_back(std::move(src));
+      }
+    }
     seen.insert(name);
     out.push_back(std::move(cs));
   }
@@ -823,6 +930,12 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
 }
 
 NetworkChoice Provisioner::network_choice() { return impl_->network_choice(); }
+
+void Provisioner::set_payload_runtime(std::string helper,
+                                      std::function<std::optional<pid_t>(const std::string&)> leader_of) {
+  if (!helper.empty()) impl_->helper_exe = std::move(helper);
+  impl_->leader_of = std::move(leader_of);
+}
 
 Result<std::map<std::string, NetworkHealth>> Provisioner::network_health(std::chrono::milliseconds timeout) {
   std::map<std::string, NetworkHealth> out;

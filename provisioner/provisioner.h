@@ -6,7 +6,10 @@
 // again. Side effects come in through the constructor.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +55,12 @@ struct ContainerStatus {
   // Network health of a running veth container, checked from inside it;
   // unset when not checked (stopped, no systemd, or not a veth network).
   std::optional<NetworkHealth> health;
+  struct Source {
+    std::string name;
+    std::string ref;     // as configured; empty if no longer configured
+    std::string commit;  // checked out by the last apply
+  };
+  std::vector<Source> sources;
 };
 
 enum class UnitAction { kStart, kStop, kRestart };
@@ -59,6 +68,9 @@ enum class UnitAction { kStart, kStop, kRestart };
 struct ApplyOutcome {
   Plan plan;      // what apply planned (under its lock) and executed
   Status result;  // an error if any container failed; the others were applied
+  // Containers whose payload changed (sources checked out, files written,
+  // steps run, services installed or restarted), in config order.
+  std::vector<std::string> payload_changed;
 };
 
 class Provisioner {
@@ -93,6 +105,11 @@ class Provisioner {
 
   // Starts, stops or restarts a managed container's systemd-nspawn@ unit.
   Status control(const std::string& name, UnitAction action);
+
+  // Where the payload's outside help comes from: the farmhand binary that
+  // runs `git-sync` (default: this process's executable) and how to find a
+  // running container's leader (default: systemd-machined, if systemd).
+  void set_payload_runtime(std::string helper, std::function<std::optional<pid_t>(const std::string&)> leader_of);
 
   // The layout of a created container, with its root filesystem mounted if it
   // is an overlay (for `farmhand run` on hosts without systemd).

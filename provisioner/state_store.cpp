@@ -6,7 +6,7 @@ namespace farmhand::provisioner {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS containers(
@@ -33,6 +33,17 @@ CREATE TABLE IF NOT EXISTS journal(
   finished_ms INTEGER,
   detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS journal_by_apply ON journal(apply_id);
+CREATE TABLE IF NOT EXISTS payload(
+  container TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('source', 'file', 'step', 'service')),
+  name TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  revision TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (container, kind, name));
+CREATE TABLE IF NOT EXISTS settings(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
 )SQL";
 
 int64_t now_s() {
@@ -132,7 +143,8 @@ Status StateStore::set_phase(const std::string& name, Phase phase) {
 
 Status StateStore::delete_container(const std::string& name) {
   return db_.transaction([&]() -> Status {
-    for (const char* sql : {"DELETE FROM containers WHERE name=?1", "DELETE FROM subnets WHERE name=?1"}) {
+    for (const char* sql : {"DELETE FROM containers WHERE name=?1", "DELETE FROM subnets WHERE name=?1",
+                            "DELETE FROM payload WHERE container=?1"}) {
       auto st = db_.prepare(sql);
       if (!st) return st.error();
       st->bind(1, name);
@@ -222,6 +234,84 @@ Result<int64_t> StateStore::last_apply_id() {
   auto row = st->step();
   if (!row) return row.error();
   return st->integer(0);
+}
+
+namespace {
+
+std::optional<PayloadKind> parse_payload_kind(const std::string& s) {
+  for (PayloadKind k : {PayloadKind::kSource, PayloadKind::kFile, PayloadKind::kStep, PayloadKind::kService}) {
+    if (to_string(k) == s) return k;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view to_string(PayloadKind kind) {
+  switch (kind) {
+    case PayloadKind::kSource: return "source";
+    case PayloadKind::kFile: return "file";
+    case PayloadKind::kStep: return "step";
+    case PayloadKind::kService: return "service";
+  }
+  return "source";
+}
+
+Result<std::vector<PayloadRecord>> StateStore::payload(const std::string& container) {
+  auto st = db_.prepare(
+      "SELECT kind, name, fingerprint, revision, updated_at FROM payload WHERE container=?1 ORDER BY kind, name");
+  if (!st) return st.error();
+  st->bind(1, container);
+  std::vector<PayloadRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    auto kind = parse_payload_kind(st->text(0));
+    if (!kind) continue;
+    out.push_back({container, *kind, st->text(1), st->text(2), st->text(3), st->integer(4)});
+  }
+  return out;
+}
+
+Status StateStore::put_payload(const PayloadRecord& r) {
+  auto st = db_.prepare(
+      "INSERT INTO payload(container, kind, name, fingerprint, revision, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+      "ON CONFLICT(container, kind, name) DO UPDATE SET fingerprint=?4, revision=?5, updated_at=?6");
+  if (!st) return st.error();
+  st->bind(1, r.container).bind(2, to_string(r.kind)).bind(3, r.name).bind(4, r.fingerprint);
+  st->bind(5, r.revision).bind(6, now_s());
+  return st->run();
+}
+
+Status StateStore::delete_payload(const std::string& container, PayloadKind kind, const std::string& name) {
+  auto st = db_.prepare("DELETE FROM payload WHERE container=?1 AND kind=?2 AND name=?3");
+  if (!st) return st.error();
+  st->bind(1, container).bind(2, to_string(kind)).bind(3, name);
+  return st->run();
+}
+
+Result<bool> StateStore::any_payload() {
+  auto st = db_.prepare("SELECT 1 FROM payload LIMIT 1");
+  if (!st) return st.error();
+  return st->step();
+}
+
+Result<std::optional<std::string>> StateStore::setting(const std::string& key) {
+  auto st = db_.prepare("SELECT value FROM settings WHERE key=?1");
+  if (!st) return st.error();
+  st->bind(1, key);
+  auto row = st->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<std::string>{};
+  return std::optional<std::string>(st->text(0));
+}
+
+Status StateStore::set_setting(const std::string& key, const std::string& value) {
+  auto st = db_.prepare("INSERT INTO settings(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=?2");
+  if (!st) return st.error();
+  st->bind(1, key).bind(2, value);
+  return st->run();
 }
 
 }  // namespace farmhand::provisioner

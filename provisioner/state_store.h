@@ -39,6 +39,21 @@ struct JournalEntry {
   std::string detail;
 };
 
+// What the payload of a container (its sources, files, setup steps and
+// services) was when last applied: an item is redone when its fingerprint
+// changes. `revision` is a source's checked-out commit.
+enum class PayloadKind { kSource, kFile, kStep, kService };
+std::string_view to_string(PayloadKind kind);
+
+struct PayloadRecord {
+  std::string container;
+  PayloadKind kind = PayloadKind::kSource;
+  std::string name;
+  std::string fingerprint;
+  std::string revision;
+  int64_t updated_at = 0;
+};
+
 class StateStore {
  public:
   // Opens (creating) the database file at `path` and migrates the schema.
@@ -62,6 +77,15 @@ class StateStore {
   Status journal_end(int64_t entry_id, bool ok, const std::string& detail);
   Result<std::vector<JournalEntry>> journal(int64_t apply_id);
   Result<int64_t> last_apply_id();
+
+  Result<std::vector<PayloadRecord>> payload(const std::string& container);
+  Status put_payload(const PayloadRecord& record);
+  Status delete_payload(const std::string& container, PayloadKind kind, const std::string& name);
+  Result<bool> any_payload();
+
+  // Small host-wide values (the applied config repository commit).
+  Result<std::optional<std::string>> setting(const std::string& key);
+  Status set_setting(const std::string& key, const std::string& value);
 
   sql::Database& db() { return db_; }
 

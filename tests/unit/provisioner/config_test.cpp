@@ -153,6 +153,197 @@ TEST(ConfigParse, FullConfig) {
   EXPECT_EQ(c.containers[1], trixie);
 }
 
+constexpr const char* kPayload = R"({"containers": [{
+  "name": "deb12", "distro": "debian", "release": "bookworm", "arch": "amd64",
+  "sources": [
+    {"name": "sai", "url": "https://example.invalid/sai.git", "ref": "main", "path": "/home/sai/src/sai",
+     "credentials": {"token_file": "/etc/farmhand/tokens/git", "username": "ci"}},
+    {"name": "tools", "url": "git@example.invalid:farm/tools.git", "ref": "v1.2", "path": "/home/sai/src/tools",
+     "depth": 1, "submodules": true,
+     "credentials": {"ssh_key": "/etc/farmhand/keys/deploy", "known_hosts": "/etc/farmhand/known_hosts"}},
+    {"name": "local", "url": "/srv/git/local.git", "ref": "0123456789abcdef0123456789abcdef01234567",
+     "path": "/opt/local"}
+  ],
+  "files": [
+    {"path": "/etc/sai/builder/conf", "content": "name={{ container }} on {{host}} at {{source.sai.commit}}\n"},
+    {"path": "/etc/sai/env", "content": ["A={{address}}", "G={{gateway}}"], "owner": "sai", "group": "883",
+     "mode": "0640"}
+  ],
+  "setup": [
+    {"name": "build-sai", "run": ["cmake", "--build", "{{source.sai.path}}/build"], "user": "root",
+     "cwd": "/home/sai/src/sai", "env": ["CFLAGS=-O2", "HOME_DIR={{home}}"], "sources": ["sai"], "timeout": 600},
+    {"name": "hello", "run": ["echo", "{{user}}"]}
+  ],
+  "services": [
+    {"name": "sai-builder.service", "content": ["[Unit]", "Description=Sai builder on {{hostname}}"],
+     "enable": false},
+    {"name": "nightly.timer", "content": "[Timer]\nOnCalendar=daily\n"}
+  ]}]})";
+
+TEST(ConfigPayload, FullExampleWithEveryDefault) {
+  ConfigLoad load = parse_config(kPayload, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.warnings.empty());
+  const ContainerSpec& c = load.config->containers.at(0);
+
+  SourceSpec sai{"sai", "https://example.invalid/sai.git", "main", "/home/sai/src/sai", 0, false,
+                 GitCredentials{"", "", "/etc/farmhand/tokens/git", "ci"}};
+  SourceSpec tools{"tools", "git@example.invalid:farm/tools.git", "v1.2", "/home/sai/src/tools", 1, true,
+                   GitCredentials{"/etc/farmhand/keys/deploy", "/etc/farmhand/known_hosts", "", ""}};
+  SourceSpec local{"local", "/srv/git/local.git", "0123456789abcdef0123456789abcdef01234567", "/opt/local", 0,
+                   false, GitCredentials{}};
+  EXPECT_EQ(c.sources, (std::vector<SourceSpec>{sai, tools, local}));
+
+  ASSERT_EQ(c.files.size(), 2u);
+  EXPECT_EQ(c.files[0], (FileSpec{"/etc/sai/builder/conf",
+                                  "name={{ container }} on {{host}} at {{source.sai.commit}}\n", "root", "root",
+                                  0644}));
+  EXPECT_EQ(c.files[1], (FileSpec{"/etc/sai/env", "A={{address}}\nG={{gateway}}\n", "sai", "883", 0640}));
+
+  ASSERT_EQ(c.setup.size(), 2u);
+  EXPECT_EQ(c.setup[0], (SetupStep{"build-sai", {"cmake", "--build", "{{source.sai.path}}/build"}, RunAs::kRoot,
+                                   "/home/sai/src/sai", {"CFLAGS=-O2", "HOME_DIR={{home}}"}, {"sai"}, 600}));
+  // Defaults: the build user, its home (empty cwd), no env, every source, an hour.
+  EXPECT_EQ(c.setup[1], (SetupStep{"hello", {"echo", "{{user}}"}, RunAs::kBuildUser, "", {},
+                                   {"sai", "tools", "local"}, 3600}));
+
+  ASSERT_EQ(c.services.size(), 2u);
+  EXPECT_EQ(c.services[0],
+            (ServiceSpec{"sai-builder.service", "[Unit]\nDescription=Sai builder on {{hostname}}\n", false}));
+  EXPECT_EQ(c.services[1], (ServiceSpec{"nightly.timer", "[Timer]\nOnCalendar=daily\n", true}));
+  EXPECT_FALSE(load.config->config_repo);
+}
+
+TEST(ConfigPayload, AStepMayDependOnNoSource) {
+  ConfigLoad load = parse_config(
+      R"({"containers": [{"name": "b", "distro": "debian", "release": "bookworm", "arch": "amd64",
+          "setup": [{"name": "s", "run": ["true"], "sources": []}],
+          "sources": [{"name": "x", "url": "file:///srv/x.git", "ref": "main", "path": "/srv/x"}]}]})",
+      recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.config->containers.at(0).setup.at(0).sources.empty());
+}
+
+TEST(ConfigPayload, RunAsNames) {
+  EXPECT_EQ(to_string(RunAs::kRoot), "root");
+  EXPECT_EQ(to_string(RunAs::kBuildUser), "sai");
+  EXPECT_EQ(parse_run_as("sai"), RunAs::kBuildUser);
+  EXPECT_EQ(parse_run_as("root"), RunAs::kRoot);
+  EXPECT_EQ(parse_run_as("bob"), std::nullopt);
+}
+
+TEST(ConfigRepoSetting, LocalFileWithConfigRepoAndNoContainersIsValid) {
+  ConfigLoad load = parse_config(
+      R"({"config_repo": {"url": "file:///srv/farm-config.git", "path": "hosts/builder-01.json"}})", recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  ASSERT_TRUE(load.config->config_repo);
+  EXPECT_EQ(*load.config->config_repo,
+            (ConfigRepo{"file:///srv/farm-config.git", "main", "hosts/builder-01.json", GitCredentials{}, 300}));
+  EXPECT_TRUE(load.config->containers.empty());
+}
+
+TEST(ConfigRepoSetting, EveryKey) {
+  ConfigLoad load = parse_config(
+      R"({"config_repo": {"url": "ssh://git@config.invalid:2222/farm.git", "ref": "prod", "path": "hosts/b1.json",
+          "credentials": {"ssh_key": "/etc/farmhand/keys/config", "known_hosts": "/etc/farmhand/known_hosts"},
+          "interval": 60}})",
+      recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(*load.config->config_repo,
+            (ConfigRepo{"ssh://git@config.invalid:2222/farm.git", "prod", "hosts/b1.json",
+                        GitCredentials{"/etc/farmhand/keys/config", "/etc/farmhand/known_hosts", "", ""}, 60}));
+}
+
+constexpr const char* kLocalWithRepo =
+    R"({"mirrors": {"debian": "file:///srv/local-debian"},
+        "config_repo": {"url": "file:///srv/farm-config.git", "path": "hosts/b1.json"}})";
+constexpr const char* kRepoLabel = "hosts/b1.json@1a2b3c4d5e6f";
+
+TEST(ConfigWithRepo, RepoSuppliesTheContainersAndKeepsLocalSettings) {
+  ConfigLoad load = parse_config_with_repo(
+      kLocalWithRepo, R"({"containers": [{"name": "b", "distro": "debian", "release": "bookworm", "arch": "amd64"}]})",
+      kRepoLabel, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  ASSERT_EQ(load.config->containers.size(), 1u);
+  EXPECT_EQ(load.config->containers[0].name, "b");
+  EXPECT_EQ(load.config->mirrors, (std::map<std::string, std::string>{{"debian", "file:///srv/local-debian"}}));
+  EXPECT_EQ(load.config->config_repo->path, "hosts/b1.json");
+}
+
+TEST(ConfigWithRepo, RepoMirrorsReplaceTheLocalOnes) {
+  ConfigLoad load = parse_config_with_repo(
+      R"({"mirrors": {"debian": "ftp://not-checked"}, "config_repo": {"url": "/srv/c.git", "path": "h.json"}})",
+      R"({"mirrors": {"centos": "https://mirror.invalid/centos/"},
+          "containers": [{"name": "c9", "distro": "centos", "release": "stream9", "arch": "amd64"}]})",
+      kRepoLabel, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.config->mirrors,
+            (std::map<std::string, std::string>{{"centos", "https://mirror.invalid/centos/"}}));
+}
+
+TEST(ConfigWithRepo, EmptyRepoFileMeansNoContainers) {
+  ConfigLoad load = parse_config_with_repo(kLocalWithRepo, "{}", kRepoLabel, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_TRUE(load.config->containers.empty());
+}
+
+TEST(ConfigWithRepo, RepoErrorsPointIntoTheRepoFile) {
+  ConfigLoad load = parse_config_with_repo(
+      R"({"network": {"zone": "my zone"}, "config_repo": {"url": "/srv/c.git", "path": "hosts/b1.json"}})",
+      R"({"containers": [{"name": "Bad", "distro": "debian", "release": "bookworm", "arch": "amd64"},
+                         {"name": "b", "distro": "debian", "release": "bookworm", "arch": "amd64"},
+                         {"name": "b", "distro": "centos", "release": "stream9", "arch": "amd64"}],
+          "paths": {"state": "/tmp"}, "server": {"url": "https://farm.invalid"}})",
+      kRepoLabel, recipes());
+  EXPECT_FALSE(load.config);
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{
+                "/network/zone: \"my zone\" is not a valid firewalld zone name: use 1 to 17 letters, digits, '-' or "
+                "'_'",
+                "hosts/b1.json@1a2b3c4d5e6f: /containers/0/name: \"Bad\" is not a valid machine name: use only "
+                "lower-case letters, digits and '-'",
+                "hosts/b1.json@1a2b3c4d5e6f: /containers/2/distro: centos needs a mirror: set /mirrors/centos",
+                "hosts/b1.json@1a2b3c4d5e6f: /paths: unknown key (expected one of: containers, mirrors)",
+                "hosts/b1.json@1a2b3c4d5e6f: /server: unknown key (expected one of: containers, mirrors)",
+                "hosts/b1.json@1a2b3c4d5e6f: /containers/2/name: duplicate name \"b\" (also at /containers/1/name)"}));
+}
+
+TEST(ConfigWithRepo, LocalContainersAreAmbiguous) {
+  ConfigLoad load = parse_config_with_repo(
+      R"({"containers": [], "config_repo": {"url": "/srv/c.git", "path": "hosts/b1.json"}})", R"({"containers": []})",
+      kRepoLabel, recipes());
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{"/containers: containers come from config_repo (hosts/b1.json@1a2b3c4d5e6f): "
+                                      "remove this key or config_repo"}));
+}
+
+TEST(ConfigWithRepo, InvalidJsonInEitherFile) {
+  ConfigLoad load = parse_config_with_repo(kLocalWithRepo, "[", kRepoLabel, recipes());
+  EXPECT_FALSE(load.config);
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{"hosts/b1.json@1a2b3c4d5e6f: /: invalid JSON: parse error at line 1, column 2: "
+                                      "syntax error while parsing value - unexpected end of input; expected '[', "
+                                      "'{', or a literal"}));
+  load = parse_config_with_repo(kLocalWithRepo, "[]", kRepoLabel, recipes());
+  EXPECT_EQ(load.errors,
+            (std::vector<std::string>{"hosts/b1.json@1a2b3c4d5e6f: /: expected an object, got an array"}));
+  load = parse_config_with_repo("{", "{}", kRepoLabel, recipes());
+  ASSERT_EQ(load.errors.size(), 1u);
+  EXPECT_TRUE(load.errors[0].starts_with("/: invalid JSON: ")) << load.errors[0];
+}
+
+TEST(ConfigWithRepo, RepoWarningsArePrefixed) {
+  ConfigLoad load = parse_config_with_repo(
+      kLocalWithRepo,
+      R"({"containers": [{"name": "bookworm-amd64", "distro": "debian", "release": "bookworm", "arch": "amd64"}]})",
+      kRepoLabel, recipes());
+  ASSERT_TRUE(load.config) << errors_of(load);
+  EXPECT_EQ(load.warnings,
+            (std::vector<std::string>{"hosts/b1.json@1a2b3c4d5e6f: /containers/0/name: \"bookworm-amd64\" is longer "
+                                      "than 12 characters: its host interface will not be named exactly "
+                                      "\"ve-bookworm-amd64\""}));
+}
+
 struct BadConfig {
   const char* name;
   std::string json;
@@ -170,12 +361,232 @@ std::string with_containers(const std::string& containers, const std::string& to
   return "{" + (top.empty() ? "" : top + ", ") + R"("containers": [)" + containers + "]}";
 }
 
+// One source entry; `extra` members override the defaults (later duplicate keys are errors, so give url/ref
+// only through `extra` when they differ).
+std::string source(const std::string& name, const std::string& path, const std::string& extra = "") {
+  std::string out = R"({"name": ")" + name + R"(", "path": ")" + path + "\"";
+  if (extra.find("\"url\"") == std::string::npos) out += R"(, "url": "https://git.invalid/x.git")";
+  if (extra.find("\"ref\"") == std::string::npos) out += R"(, "ref": "main")";
+  return out + (extra.empty() ? "" : ", " + extra) + "}";
+}
+
 const std::string kContainerKeys =
-    "(expected one of: arch, binds, boot, build_packages, devices, distro, name, network, packages, private_users, "
-    "release)";
+    "(expected one of: arch, binds, boot, build_packages, devices, distro, files, name, network, packages, "
+    "private_users, release, services, setup, sources)";
 
 std::vector<BadConfig> bad_configs() {
   return {
+      // ---- The payload ----
+      {"PayloadContainersNotArrays",
+       with_containers(debian(R"("sources": {}, "files": "x", "setup": 1, "services": null)")),
+       {"/containers/0/sources: expected an array, got an object",
+        "/containers/0/files: expected an array, got a string", "/containers/0/setup: expected an array, got a number",
+        "/containers/0/services: expected an array, got null"}},
+      {"SourceMissingKeysAndUnknownKey",
+       with_containers(debian(R"("sources": [{"branch": "main"}, "x"])")),
+       {"/containers/0/sources/0/branch: unknown key (expected one of: credentials, depth, name, path, ref, "
+        "submodules, url)",
+        "/containers/0/sources/0/name: required key is missing", "/containers/0/sources/0/url: required key is missing",
+        "/containers/0/sources/0/ref: required key is missing", "/containers/0/sources/0/path: required key is missing",
+        "/containers/0/sources/1: expected an object, got a string"}},
+      {"SourceName",
+       with_containers(debian(R"("sources": [)" + source("Sai", "/a") + ", " + source("-x", "/b") + ", " +
+                              source(std::string(65, 'a'), "/c") + "]")),
+       {"/containers/0/sources/0/name: \"Sai\" is not a valid source name: use 1 to 64 lower-case letters, digits, "
+        "'_', '.' or '-', starting with a letter or digit",
+        "/containers/0/sources/1/name: \"-x\" is not a valid source name: use 1 to 64 lower-case letters, digits, "
+        "'_', '.' or '-', starting with a letter or digit",
+        "/containers/0/sources/2/name: \"" + std::string(65, 'a') +
+            "\" is not a valid source name: use 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit"}},
+      {"DuplicateSourceName",
+       with_containers(debian(R"("sources": [)" + source("a", "/a") + ", " + source("a", "/b") + "]")),
+       {"/containers/0/sources/1/name: duplicate source name \"a\" (also at /containers/0/sources/0/name)"}},
+      {"SourceUrls",
+       with_containers(debian(R"("sources": [)" + source("a", "/a", R"("url": "ftp://x/y")") + ", " +
+                              source("b", "/b", R"("url": "src/repo")") + ", " +
+                              source("c", "/c", R"("url": "https://x/a b")") + ", " +
+                              source("d", "/d", R"("url": "https:///repo")") + ", " +
+                              source("e", "/e", R"("url": "-oProxyCommand=x:y")") + ", " +
+                              source("f", "/f", R"("url": "file://relative")") + "]")),
+       {"/containers/0/sources/0/url: \"ftp://x/y\" is not a git URL: it must start with https://, http://, ssh:// "
+        "or file://, be an absolute path, or be user@host:path",
+        "/containers/0/sources/1/url: \"src/repo\" is not a git URL: it must start with https://, http://, ssh:// "
+        "or file://, be an absolute path, or be user@host:path",
+        "/containers/0/sources/2/url: \"https://x/a b\" is not a git URL: it must not contain whitespace or control "
+        "characters",
+        "/containers/0/sources/3/url: \"https:///repo\" is not a git URL: it has no host",
+        "/containers/0/sources/4/url: \"-oProxyCommand=x:y\" is not a git URL: it must not start with '-'",
+        "/containers/0/sources/5/url: \"file://relative\" is not a git URL: it has no absolute path"}},
+      {"PasswordInUrlIsRefusedAndNotShown",
+       with_containers(debian(R"("sources": [)" + source("a", "/a", R"("url": "https://ci:s3cret@git.invalid/x.git")") +
+                              ", " + source("b", "/b", R"("url": "ci:s3cret@git.invalid:x.git")") + "]")),
+       {"/containers/0/sources/0/url: \"https://ci:***@git.invalid/x.git\" is not a git URL: it has a password in "
+        "it: put the token in credentials.token_file",
+        "/containers/0/sources/1/url: \"ci:***@git.invalid:x.git\" is not a git URL: it has a password in it: use "
+        "credentials.ssh_key"}},
+      {"SourceRefs",
+       with_containers(debian(R"("sources": [)" + source("a", "/a", R"("ref": "")") + ", " +
+                              source("b", "/b", R"("ref": "-f")") + ", " + source("c", "/c", R"("ref": "a b")") +
+                              ", " + source("d", "/d", R"("ref": "main..dev")") + ", " +
+                              source("e", "/e", R"("ref": "HEAD~1")") + "]")),
+       {"/containers/0/sources/0/ref: \"\" is not a branch, tag or commit: it must not be empty",
+        "/containers/0/sources/1/ref: \"-f\" is not a branch, tag or commit: it must not start with '-'",
+        "/containers/0/sources/2/ref: \"a b\" is not a branch, tag or commit: it must not contain whitespace or "
+        "control characters",
+        "/containers/0/sources/3/ref: \"main..dev\" is not a branch, tag or commit: it must not contain \"..\"",
+        "/containers/0/sources/4/ref: \"HEAD~1\" is not a branch, tag or commit: it must not contain any of ~ ^ : ? "
+        "* [ \\"}},
+      {"SourcePaths",
+       with_containers(debian(R"("sources": [)" + source("a", "src") + ", " + source("b", "/") + ", " +
+                              source("c", "/x/../y") + ", " + source("d", "/srv/a") + ", " + source("e", "/srv/a/") +
+                              ", " + source("f", "/srv/a/sub") + ", " + source("g", "/srv") + "]")),
+       {"/containers/0/sources/0/path: \"src\" is not an absolute path",
+        "/containers/0/sources/1/path: \"/\" is the container's root: a source needs a directory of its own",
+        "/containers/0/sources/2/path: \"/x/../y\" must not contain \"..\"",
+        "/containers/0/sources/4/path: duplicate source path \"/srv/a/\" (also at /containers/0/sources/3/path)",
+        "/containers/0/sources/5/path: \"/srv/a/sub\" is inside the source at /containers/0/sources/3/path "
+        "(\"/srv/a\"): sources must not nest",
+        "/containers/0/sources/6/path: \"/srv\" contains the source at /containers/0/sources/3/path (\"/srv/a\"): "
+        "sources must not nest"}},
+      {"SourceDepthAndSubmodules",
+       with_containers(debian(R"("sources": [)" + source("a", "/a", R"("depth": -1, "submodules": "yes")") + ", " +
+                              source("b", "/b", R"("depth": 1.5)") + "]")),
+       {"/containers/0/sources/0/depth: -1 is out of range: it must be between 0 and 1000000 (0: the whole history)",
+        "/containers/0/sources/0/submodules: expected a boolean, got a string",
+        "/containers/0/sources/1/depth: expected an integer, got a number"}},
+      {"CredentialsMustFitTheUrl",
+       with_containers(debian(
+           R"("sources": [)" +
+           source("a", "/a",
+                  R"("credentials": {"ssh_key": "/k", "known_hosts": "/kh", "token_file": "/t", "username": "a b", "password": "x"})") +
+           ", " + source("b", "/b", R"("url": "ssh://git@h/x.git", "credentials": {"token_file": "/t"})") + ", " +
+           source("c", "/c", R"("credentials": {"token_file": "t"})") + "]")),
+       {"/containers/0/sources/0/credentials/ssh_key: only an ssh URL (ssh:// or user@host:path) uses an ssh key; "
+        "\"https://git.invalid/x.git\" is not one",
+        "/containers/0/sources/0/credentials/known_hosts: only an ssh URL (ssh:// or user@host:path) uses "
+        "known_hosts; \"https://git.invalid/x.git\" is not one",
+        "/containers/0/sources/0/credentials/username: \"a b\" is not a user name: it must be non-empty, without "
+        "whitespace, control characters, ':' or '@'",
+        "/containers/0/sources/0/credentials/password: unknown key (expected one of: known_hosts, ssh_key, "
+        "token_file, username)",
+        "/containers/0/sources/1/credentials/token_file: only an https:// or http:// URL uses a token file; "
+        "\"ssh://git@h/x.git\" is not one",
+        "/containers/0/sources/2/credentials/token_file: \"t\" is not an absolute path"}},
+      {"Files",
+       with_containers(debian(
+           R"("files": [{"path": "etc/x", "content": 5}, {"path": "/etc/d/", "content": ["a", 1]},
+                        {"path": "/etc/a", "content": "", "owner": "Bad Name", "group": "4294967295", "mode": "644x"},
+                        {"path": "/etc/b", "content": "", "mode": "0666"}, {"path": "/etc/./a", "content": ""},
+                        {"mode": 644}])")),
+       {"/containers/0/files/0/path: \"etc/x\" is not an absolute path",
+        "/containers/0/files/0/content: expected a string or an array of strings, got a number",
+        "/containers/0/files/1/path: \"/etc/d/\" names a directory: a file's path must not end in '/'",
+        "/containers/0/files/1/content/1: expected a string, got a number",
+        "/containers/0/files/2/owner: \"Bad Name\" is not a user name or numeric id",
+        "/containers/0/files/2/group: \"4294967295\" is not a group name or numeric id",
+        "/containers/0/files/2/mode: \"644x\" is not a file mode: write it in octal, like \"0644\"",
+        "/containers/0/files/3/mode: \"0666\" lets every user write the file: remove the world-write bit",
+        "/containers/0/files/4/path: duplicate file path \"/etc/./a\" (also at /containers/0/files/2/path)",
+        "/containers/0/files/5/mode: expected a string, got a number",
+        "/containers/0/files/5/path: required key is missing",
+        "/containers/0/files/5/content: required key is missing"}},
+      {"Templates",
+       with_containers(debian(
+           R"("sources": [)" + source("sai", "/s") + R"(],
+              "files": [{"path": "/a", "content": "{{contianer}} {{ source.sai.sha }} {{source.other.path}}"},
+                        {"path": "/b", "content": ["ok {{source.sai.path}}", "{{host"]}],
+              "setup": [{"name": "s", "run": ["{{nope}}"], "env": ["X={{ home"]}],
+              "services": [{"name": "a.service", "content": "{{{{container}}}}"}])")),
+       {"/containers/0/files/0/content: unknown template variable \"contianer\" (known: address, container, gateway, "
+        "home, host, hostname, server_url, subnet, user, source.NAME.path, source.NAME.commit, source.NAME.url)",
+        "/containers/0/files/0/content: unknown template variable \"source.sai.sha\" (a source has: path, commit, url)",
+        "/containers/0/files/0/content: unknown template variable \"source.other.path\": the container has no source "
+        "\"other\"",
+        "/containers/0/files/1/content/1: unterminated {{ at offset 0",
+        "/containers/0/setup/0/run/0: unknown template variable \"nope\" (known: address, container, gateway, home, "
+        "host, hostname, server_url, subnet, user, source.NAME.path, source.NAME.commit, source.NAME.url)",
+        "/containers/0/setup/0/env/0: unterminated {{ at offset 2",
+        "/containers/0/services/0/content: unknown template variable \"{{container\" (known: address, container, "
+        "gateway, home, host, hostname, server_url, subnet, user, source.NAME.path, source.NAME.commit, "
+        "source.NAME.url)"}},
+      {"SetupSteps",
+       with_containers(debian(
+           R"("setup": [{"name": "Build", "run": [], "user": "bob", "cwd": "build", "timeout": 0},
+                        {"name": "a", "run": ["", "x\u0000"], "env": ["1X=y", "NOVALUE", "A=1", "A=2"], "timeout": 86401},
+                        {"name": "a", "run": "make", "env": "A=1", "sources": "all"},
+                        {"command": ["true"]}])")),
+       {"/containers/0/setup/0/name: \"Build\" is not a valid step name: use 1 to 64 lower-case letters, digits, '_', "
+        "'.' or '-', starting with a letter or digit",
+        "/containers/0/setup/0/run: expected at least one string: the program to run",
+        "/containers/0/setup/0/user: unknown user \"bob\" (expected one of: root, sai)",
+        "/containers/0/setup/0/cwd: \"build\" is not an absolute path",
+        "/containers/0/setup/0/timeout: 0 is out of range: it must be between 1 and 86400 seconds",
+        "/containers/0/setup/1/run/0: the program must not be empty",
+        "/containers/0/setup/1/run/1: \"x\\u0000\" must not contain a NUL character",
+        "/containers/0/setup/1/env/0: \"1X=y\" is not KEY=value with KEY of letters, digits and '_' (not starting "
+        "with a digit)",
+        "/containers/0/setup/1/env/1: \"NOVALUE\" is not KEY=value with KEY of letters, digits and '_' (not starting "
+        "with a digit)",
+        "/containers/0/setup/1/env/3: duplicate variable \"A\" (also at /containers/0/setup/1/env/2)",
+        "/containers/0/setup/1/timeout: 86401 is out of range: it must be between 1 and 86400 seconds",
+        "/containers/0/setup/2/name: duplicate step name \"a\" (also at /containers/0/setup/1/name)",
+        "/containers/0/setup/2/run: expected an array, got a string",
+        "/containers/0/setup/2/env: expected an array, got a string",
+        "/containers/0/setup/2/sources: expected an array, got a string",
+        "/containers/0/setup/3/command: unknown key (expected one of: cwd, env, name, run, sources, timeout, user)",
+        "/containers/0/setup/3/name: required key is missing", "/containers/0/setup/3/run: required key is missing"}},
+      {"StepSourcesMustBeTheContainers",
+       with_containers(debian(R"("setup": [{"name": "s", "run": ["make"], "sources": ["sai", "tools", "sai", 1]}],
+                                 "sources": [)" + source("sai", "/s") + "]") + ", " +
+                       debian(R"("setup": [{"name": "s", "run": ["make"], "sources": ["sai"]}])", "b")),
+       {"/containers/0/setup/0/sources/1: unknown source \"tools\" (the container's sources: sai)",
+        "/containers/0/setup/0/sources/2: duplicate source \"sai\"",
+        "/containers/0/setup/0/sources/3: expected a string, got a number",
+        "/containers/1/setup/0/sources/0: unknown source \"sai\" (the container has no sources)"}},
+      {"Services",
+       with_containers(debian(
+           R"("services": [{"name": "sai", "content": ""}, {"name": "a/b.service", "content": ""},
+                           {"name": ".service", "content": ""}, {"name": "x.timer", "content": "", "enable": "yes"},
+                           {"name": "x.timer", "content": []}, {"unit": "y.service"}])")),
+       {"/containers/0/services/0/name: \"sai\" is not a unit file name: it must end in .service, .timer, .socket or "
+        ".path",
+        "/containers/0/services/1/name: \"a/b.service\" is not a unit file name: use only letters, digits and the "
+        "characters : - _ . @ \\",
+        "/containers/0/services/2/name: \".service\" is not a unit file name: it has nothing before the suffix",
+        "/containers/0/services/3/enable: expected a boolean, got a string",
+        "/containers/0/services/4/name: duplicate service \"x.timer\" (also at /containers/0/services/3/name)",
+        "/containers/0/services/5/unit: unknown key (expected one of: content, enable, name)",
+        "/containers/0/services/5/name: required key is missing",
+        "/containers/0/services/5/content: required key is missing"}},
+      // ---- config_repo ----
+      {"ConfigRepoWithLocalContainers",
+       R"({"containers": [], "config_repo": {"url": "file:///srv/farm.git", "path": "hosts/b1.json"}})",
+       {"/containers: containers come from config_repo (hosts/b1.json in file:///srv/farm.git): remove this key or "
+        "config_repo"}},
+      {"ConfigRepoInvalidWithLocalContainers",
+       R"({"config_repo": {"url": 1}, "containers": [{}]})",
+       {"/config_repo/url: expected a string, got a number", "/config_repo/path: required key is missing",
+        "/containers: containers come from config_repo (/config_repo): remove this key or config_repo"}},
+      {"ConfigRepoKeys",
+       R"({"config_repo": {"url": "https://u:pw@h/farm.git", "ref": "a..b", "path": "/hosts/b1.json",
+                           "interval": 10, "branch": "main"}})",
+       {"/config_repo/url: \"https://u:***@h/farm.git\" is not a git URL: it has a password in it: put the token in "
+        "credentials.token_file",
+        "/config_repo/ref: \"a..b\" is not a branch, tag or commit: it must not contain \"..\"",
+        "/config_repo/path: \"/hosts/b1.json\" must be relative to the top of the repository (no leading '/')",
+        "/config_repo/interval: 10 is out of range: it must be between 30 and 86400 seconds",
+        "/config_repo/branch: unknown key (expected one of: credentials, interval, path, ref, url)"}},
+      {"ConfigRepoPaths",
+       R"({"config_repo": {"url": "/srv/farm.git", "path": "hosts/../b1.json", "credentials": {"ssh_key": "/k"}}})",
+       {"/config_repo/path: \"hosts/../b1.json\" must not contain \"..\"",
+        "/config_repo/credentials/ssh_key: only an ssh URL (ssh:// or user@host:path) uses an ssh key; "
+        "\"/srv/farm.git\" is not one"}},
+      {"ConfigRepoMissingUrlAndEmptyPath",
+       R"({"config_repo": {"path": ""}})",
+       {"/config_repo/path: \"\" does not name a file in the repository", "/config_repo/url: required key is missing"}},
+      {"ConfigRepoNotAnObject", R"({"config_repo": "file:///srv/farm.git"})",
+       {"/config_repo: expected an object, got a string"}},
       {"SyntaxError",
        "{\"containers\": [\n  {\"name\": \"a\",\n    }\n]}",
        {"/: invalid JSON: parse error at line 3, column 5: syntax error while parsing object key - "
@@ -190,10 +601,10 @@ std::vector<BadConfig> bad_configs() {
       {"RootIsNull", "null", {"/: expected an object, got null"}},
       {"UnknownTopLevelKey",
        R"({"colour": "blue"})",
-       {"/colour: unknown key (expected one of: clone_method, containers, mirrors, network, paths, server)"}},
+       {"/colour: unknown key (expected one of: clone_method, config_repo, containers, mirrors, network, paths, server)"}},
       {"PointerEscapesSlashAndTilde",
        R"({"a/b~c": 1})",
-       {"/a~1b~0c: unknown key (expected one of: clone_method, containers, mirrors, network, paths, server)"}},
+       {"/a~1b~0c: unknown key (expected one of: clone_method, config_repo, containers, mirrors, network, paths, server)"}},
       {"DuplicateTopLevelKey",
        R"({"clone_method": "copy", "clone_method": "btrfs"})",
        {"/clone_method: duplicate key"}},

@@ -194,17 +194,47 @@ TEST_F(StateStoreTest, SchemaVersionIsRecorded) {
   auto st = store().db().prepare("PRAGMA user_version");
   ASSERT_TRUE(st.ok());
   ASSERT_TRUE(*st->step());
-  EXPECT_EQ(st->integer(0), 1);
+  EXPECT_EQ(st->integer(0), 2);
+}
+
+TEST_F(StateStoreTest, PayloadRecordsAreKeptPerContainerAndGoWithIt) {
+  ContainerRecord r;
+  r.name = "a";
+  r.spec_json = "{}";
+  ASSERT_TRUE(store().put_container(r).ok());
+  ASSERT_TRUE(store().put_payload({"a", PayloadKind::kSource, "builder", "f1", "c0ffee", 0}).ok());
+  ASSERT_TRUE(store().put_payload({"a", PayloadKind::kStep, "build", "f2", "", 0}).ok());
+  ASSERT_TRUE(store().put_payload({"b", PayloadKind::kStep, "build", "f3", "", 0}).ok());
+  ASSERT_TRUE(store().put_payload({"a", PayloadKind::kSource, "builder", "f4", "beef", 0}).ok());
+  auto a = store().payload("a");
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->size(), 2u);
+  EXPECT_EQ((*a)[0].kind, PayloadKind::kSource);
+  EXPECT_EQ((*a)[0].fingerprint, "f4");
+  EXPECT_EQ((*a)[0].revision, "beef");
+  EXPECT_EQ((*a)[1].name, "build");
+  ASSERT_TRUE(store().delete_payload("a", PayloadKind::kStep, "build").ok());
+  EXPECT_EQ(store().payload("a")->size(), 1u);
+  ASSERT_TRUE(store().delete_container("a").ok());
+  EXPECT_TRUE(store().payload("a")->empty());
+  EXPECT_EQ(store().payload("b")->size(), 1u);
+}
+
+TEST_F(StateStoreTest, SettingsAreUpserted) {
+  EXPECT_FALSE(store().setting("config_commit")->has_value());
+  ASSERT_TRUE(store().set_setting("config_commit", "abc").ok());
+  ASSERT_TRUE(store().set_setting("config_commit", "def").ok());
+  EXPECT_EQ(store().setting("config_commit")->value_or(""), "def");
 }
 
 TEST_F(StateStoreTest, RefusesANewerSchema) {
-  ASSERT_TRUE(store().db().exec("PRAGMA user_version=2").ok());
+  ASSERT_TRUE(store().db().exec("PRAGMA user_version=3").ok());
   store_.reset();
   auto s = StateStore::open(path());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().message(), "state database '" + path() +
-                                     "' has schema version 2, newer than this farmhand "
-                                     "understands (1)");
+                                     "' has schema version 3, newer than this farmhand "
+                                     "understands (2)");
 }
 
 TEST(StateStoreOpen, UnopenablePathIsAnError) {

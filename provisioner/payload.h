@@ -1,0 +1,91 @@
+// A container's payload: its git sources, templated files, setup steps and
+// services, applied after the container exists and on every apply.
+//
+// Each item is fingerprinted in state.db. A source is fetched every time
+// (cheap when the remote has not moved) and checked out when its commit
+// changes; a file or service is rewritten when its rendered content, owner or
+// mode differ; a setup step reruns only when its definition or the commit of
+// a source it depends on changed since it last succeeded. The first failing
+// step stops this container's payload; the caller carries on with the others.
+//
+// Sources are fetched by the `farmhand git-sync` helper, which drops to the
+// build user's uid before libgit2 touches the container's tree.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/fs.h"
+#include "common/process.h"
+#include "provisioner/layout.h"
+#include "provisioner/state_store.h"
+
+namespace farmhand::provisioner {
+
+// How the payload reaches the outside: a finished unit of work (journaled
+// and shown like any apply step) and lines of a step's output.
+struct PayloadHooks {
+  std::function<void(const std::string& what, std::chrono::milliseconds elapsed, const Status& result)> step;
+  std::function<void(std::string_view line)> output;
+};
+
+struct PayloadTarget {
+  const ContainerLayout* layout = nullptr;
+  fs::path tree;                  // host path of the container's root filesystem
+  std::optional<pid_t> leader;    // the running container's init, if it runs
+  std::map<std::string, std::string> vars;  // template variables (without source.*)
+};
+
+struct PayloadOutcome {
+  std::map<std::string, std::string> commits;  // source name -> checked-out commit
+  std::vector<std::string> steps_run;
+  bool changed = false;  // anything rewritten, checked out, rerun or restarted
+};
+
+// Lines of a step's output passed to PayloadHooks::output; the rest is
+// counted. The error of a failing step carries the last kErrorTail bytes.
+inline constexpr size_t kStepOutputLines = 200;
+inline constexpr size_t kErrorTail = 3072;
+
+class PayloadApplier {
+ public:
+  // `helper` is the farmhand binary (for `git-sync`), `mount_dir` a host
+  // directory under which it gets a private mount point per source.
+  PayloadApplier(StateStore& state, ProcessRunner& runner, std::string helper, fs::path mount_dir)
+      : state_(state), runner_(runner), helper_(std::move(helper)), mount_dir_(std::move(mount_dir)) {}
+
+  Result<PayloadOutcome> apply(const PayloadTarget& target, const PayloadHooks& hooks);
+
+  // The step's fingerprint: its rendered definition and its sources' commits.
+  static std::string step_fingerprint(const SetupStep& rendered, const std::map<std::string, std::string>& commits);
+
+  // The command that runs `argv` inside the container, as `user`.
+  static Command step_command(const PayloadTarget& target, const SetupStep& rendered);
+
+ private:
+  StateStore& state_;
+  ProcessRunner& runner_;
+  std::string helper_;
+  fs::path mount_dir_;
+};
+
+// Whether a container's spec declares any payload.
+bool has_payload(const ContainerSpec& spec);
+
+// Looks up a user or group in the tree's /etc/passwd or /etc/group; a
+// numeric name is taken as is. std::nullopt if unknown.
+std::optional<std::pair<uid_t, gid_t>> tree_user(const fs::path& tree, const std::string& name);
+std::optional<gid_t> tree_group(const fs::path& tree, const std::string& name);
+
+// The [Install] WantedBy=/RequiredBy= targets of a unit file's text
+// (multi-user.target if it names none), with ".wants"/".requires".
+std::vector<std::string> unit_install_dirs(std::string_view unit_text);
+
+}  // namespace farmhand::provisioner

@@ -1,0 +1,294 @@
+// The payload's logic with a scripted process runner: what is rerun, what is
+// skipped, what a failure leaves behind. Real git and real containers are in
+// tests/integration/payload_test.sh.
+#include "provisioner/payload.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "provisioner/git.h"
+#include "tests/unit/temp_dir.h"
+
+namespace farmhand::provisioner {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Answers git-sync with the commit the test sets, and every other command
+// with the exit code the test sets; records what ran.
+class ScriptedRunner final : public ProcessRunner {
+ public:
+  Result<ProcessResult> run(const Command& c) override {
+    commands.push_back(c);
+    ProcessResult r;
+    if (!c.args.empty() && c.args[0] == "git-sync") {
+      auto req = parse_git_sync_request(c.args.at(2));
+      if (!req) return req.error();
+      SyncResult s;
+      s.commit = commits[req->source.name];
+      s.changed = last_sync[req->source.name] != s.commit;
+      last_sync[req->source.name] = s.commit;
+      r.exit_code = 0;
+      r.out = git_sync_result_json(s) + "\n";
+      return r;
+    }
+    const std::string last = c.args.empty() ? "" : c.args.back();
+    r.exit_code = fail_with.count(last) ? fail_with[last] : 0;
+    if (r.exit_code != 0) r.err = "step output for " + last + "\n";
+    if (c.on_line) c.on_line("a line from " + last);
+    return r;
+  }
+  // The argv tails (after "--") of the steps run, in order.
+  std::vector<std::string> steps_run() const {
+    std::vector<std::string> out;
+    for (const auto& c : commands) {
+      if (!c.args.empty() && c.args[0] == "git-sync") continue;
+      out.push_back(c.args.back());
+    }
+    return out;
+  }
+  std::vector<Command> commands;
+  std::map<std::string, std::string> commits;
+  std::map<std::string, std::string> last_sync;
+  std::map<std::string, int> fail_with;
+};
+
+std::string commit_of(char c) { return std::string(40, c); }
+
+class PayloadTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(tree() / "etc");
+    // The build user gets the test's own uid, so ownership works unprivileged.
+    std::ofstream(tree() / "etc/passwd") << "root:x:0:0::/root:/bin/sh\nsai:x:0:0::/home/sai:/bin/sh\n";
+    std::ofstream(tree() / "etc/group") << "root:x:0:\nnogroup:x:0:\n";
+    auto st = StateStore::open((tmp_.path() / "state.db").string());
+    ASSERT_TRUE(st.ok()) << st.error().message();
+    state_.emplace(std::move(*st));
+    layout_.spec.name = "deb12";
+    SourceSpec builder;
+    builder.name = "builder";
+    builder.url = "file:///srv/builder.git";
+    builder.ref = "main";
+    builder.path = "/home/sai/src/builder";
+    SourceSpec tools = builder;
+    tools.name = "tools";
+    tools.url = "file:///srv/tools.git";
+    tools.path = "/home/sai/src/tools";
+    layout_.spec.sources = {builder, tools};
+    SetupStep configure;
+    configure.name = "configure";
+    configure.run = {"cmake", "-DCOMMIT={{source.builder.commit}}", "configure"};
+    configure.sources = {"builder"};
+    SetupStep tool;
+    tool.name = "tool";
+    tool.run = {"make", "tool"};
+    tool.sources = {"tools"};
+    tool.user = RunAs::kRoot;
+    layout_.spec.setup = {configure, tool};
+    FileSpec conf;
+    conf.path = "/etc/builder/conf";
+    conf.content = "name={{container}}\n";
+    conf.owner = "sai";
+    conf.group = "nogroup";
+    conf.mode = 0640;
+    layout_.spec.files = {conf};
+    ServiceSpec svc;
+    svc.name = "sai-builder.service";
+    svc.content = "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n";
+    layout_.spec.services = {svc};
+    runner_.commits = {{"builder", commit_of('a')}, {"tools", commit_of('b')}};
+  }
+
+  fs::path tree() const { return tmp_.path() / "tree"; }
+
+  Result<PayloadOutcome> apply(std::vector<std::string>* failures = nullptr) {
+    PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
+    PayloadTarget t;
+    t.layout = &layout_;
+    t.tree = tree();
+    t.vars = {{"container", "deb12"}};
+    PayloadHooks hooks;
+    hooks.step = [failures](const std::string& what, std::chrono::milliseconds, const Status& s) {
+      if (!s && failures) failures->push_back(what + ": " + s.error().message());
+    };
+    return applier.apply(t, hooks);
+  }
+
+  test::TempDir tmp_;
+  ScriptedRunner runner_;
+  std::optional<StateStore> state_;
+  ContainerLayout layout_;
+};
+
+TEST_F(PayloadTest, FirstApplyRunsEveryStepWritesFilesAndEnablesServices) {
+  auto out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure", "tool"}));
+  EXPECT_EQ(out->commits.at("builder"), commit_of('a'));
+  EXPECT_TRUE(out->changed);
+  // The template saw the source's commit.
+  const Command& configure = runner_.commands.at(2);
+  EXPECT_NE(std::find(configure.args.begin(), configure.args.end(), "-DCOMMIT=" + commit_of('a')),
+            configure.args.end());
+  // Not running: systemd-nspawn on the tree, as the build user for a default step.
+  EXPECT_NE(std::find(configure.args.begin(), configure.args.end(), "--user=sai"), configure.args.end());
+  EXPECT_NE(std::find(configure.args.begin(), configure.args.end(), "--chdir=/home/sai"), configure.args.end());
+  const Command& tool = runner_.commands.at(3);
+  EXPECT_EQ(std::find(tool.args.begin(), tool.args.end(), "--user=sai"), tool.args.end());
+
+  auto conf = read_file_in_root(tree(), "etc/builder/conf");
+  ASSERT_TRUE(conf.ok() && conf->has_value());
+  EXPECT_EQ(**conf, "name=deb12\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((tree() / "etc/builder/conf").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_TRUE(fs::exists(tree() / "etc/systemd/system/sai-builder.service"));
+  EXPECT_EQ(fs::read_symlink(tree() / "etc/systemd/system/multi-user.target.wants/sai-builder.service"),
+            "/etc/systemd/system/sai-builder.service");
+}
+
+TEST_F(PayloadTest, AnUnchangedApplyRerunsNothing) {
+  ASSERT_TRUE(apply().ok());
+  runner_.commands.clear();
+  auto out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_TRUE(runner_.steps_run().empty());
+  EXPECT_FALSE(out->changed);
+  EXPECT_EQ(runner_.commands.size(), 2u);  // the two fetches
+}
+
+TEST_F(PayloadTest, ANewCommitRerunsOnlyTheStepsOfThatSource) {
+  ASSERT_TRUE(apply().ok());
+  runner_.commands.clear();
+  runner_.commits["builder"] = commit_of('c');
+  auto out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure"}));
+  EXPECT_EQ(out->commits.at("builder"), commit_of('c'));
+}
+
+TEST_F(PayloadTest, AChangedStepDefinitionRerunsIt) {
+  ASSERT_TRUE(apply().ok());
+  runner_.commands.clear();
+  layout_.spec.setup[1].env = {"JOBS=4"};
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"tool"}));
+}
+
+TEST_F(PayloadTest, AFailingStepStopsThePayloadCarriesItsOutputAndRerunsNextTime) {
+  runner_.fail_with["configure"] = 2;
+  std::vector<std::string> failures;
+  auto out = apply(&failures);
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.error().message().find("setup step \"configure\" exited with status 2"), std::string::npos)
+      << out.error().message();
+  EXPECT_NE(out.error().message().find("step output for configure"), std::string::npos);
+  ASSERT_EQ(failures.size(), 1u);
+  // The later step and the services were not reached.
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure"}));
+  EXPECT_FALSE(fs::exists(tree() / "etc/systemd/system/sai-builder.service"));
+
+  runner_.fail_with.clear();
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure", "tool"}));
+}
+
+TEST_F(PayloadTest, FilesAreRewrittenWhenChangedOnDiskAndRemovedWhenUndeclared) {
+  ASSERT_TRUE(apply().ok());
+  ASSERT_TRUE(write_file_in_root(tree(), "etc/builder/conf", "edited by hand\n", 0666).ok());
+  auto out = apply();
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(out->changed);
+  EXPECT_EQ(read_file_in_root(tree(), "etc/builder/conf")->value_or(""), "name=deb12\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((tree() / "etc/builder/conf").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+
+  layout_.spec.files.clear();
+  layout_.spec.services.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_FALSE(fs::exists(tree() / "etc/builder/conf"));
+  EXPECT_FALSE(fs::exists(tree() / "etc/systemd/system/sai-builder.service"));
+  EXPECT_FALSE(fs::is_symlink(tree() / "etc/systemd/system/multi-user.target.wants/sai-builder.service"));
+}
+
+TEST_F(PayloadTest, AFileOwnedByAnUnknownUserIsAnError) {
+  layout_.spec.files[0].owner = "nobody-here";
+  auto out = apply();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().message(), "file /etc/builder/conf: the container has no user \"nobody-here\"");
+}
+
+TEST_F(PayloadTest, AFailedFetchNamesTheSourceWithoutCredentials) {
+  class FailingFetch final : public ProcessRunner {
+   public:
+    Result<ProcessResult> run(const Command&) override {
+      ProcessResult r;
+      r.exit_code = 1;
+      r.err = "git: fetch: unexpected http status code: 404\n";
+      return r;
+    }
+  } failing;
+  layout_.spec.sources[0].url = "https://ci:s3cret@git.example/builder.git";
+  PayloadApplier applier(*state_, failing, "/usr/bin/farmhand", tmp_.path() / "mnt");
+  PayloadTarget t;
+  t.layout = &layout_;
+  t.tree = tree();
+  auto out = applier.apply(t, {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().message(),
+            "source \"builder\" (https://ci:***@git.example/builder.git main): git: fetch: unexpected http status "
+            "code: 404");
+}
+
+TEST(UnitInstallDirs, WantedByAndRequiredByWithDefault) {
+  EXPECT_EQ(unit_install_dirs("[Service]\nExecStart=/x\n"), (std::vector<std::string>{"multi-user.target.wants"}));
+  EXPECT_EQ(unit_install_dirs("[Unit]\nWantedBy=ignored.target\n[Install]\n WantedBy = a.target b.target\n"
+                              "RequiredBy=c.target\n# WantedBy=d.target\n"),
+            (std::vector<std::string>{"a.target.wants", "b.target.wants", "c.target.requires"}));
+}
+
+TEST(StepFingerprint, DependsOnDefinitionAndSourceCommitsOnly) {
+  SetupStep s;
+  s.name = "build";
+  s.run = {"make"};
+  s.sources = {"a"};
+  const std::map<std::string, std::string> c1 = {{"a", "1"}, {"b", "1"}};
+  const std::map<std::string, std::string> c2 = {{"a", "1"}, {"b", "2"}};
+  const std::map<std::string, std::string> c3 = {{"a", "2"}, {"b", "1"}};
+  EXPECT_EQ(PayloadApplier::step_fingerprint(s, c1), PayloadApplier::step_fingerprint(s, c2));
+  EXPECT_NE(PayloadApplier::step_fingerprint(s, c1), PayloadApplier::step_fingerprint(s, c3));
+  SetupStep t = s;
+  t.user = RunAs::kRoot;
+  EXPECT_NE(PayloadApplier::step_fingerprint(s, c1), PayloadApplier::step_fingerprint(t, c1));
+}
+
+TEST(StepCommand, ARunningContainerIsEnteredThroughItsLeader) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.path() / "etc");
+  std::ofstream(tmp.path() / "etc/passwd") << "sai:x:883:65534::/home/sai:/bin/sh\n";
+  ContainerLayout l;
+  l.spec.name = "deb12";
+  PayloadTarget t;
+  t.layout = &l;
+  t.tree = tmp.path();
+  t.leader = 4242;
+  SetupStep s;
+  s.name = "build";
+  s.run = {"make", "-j2"};
+  s.cwd = "/home/sai/src";
+  Command c = PayloadApplier::step_command(t, s);
+  EXPECT_EQ(c.args, (std::vector<std::string>{"--target", "4242", "--all", "--wd=/home/sai/src", "--setuid=883",
+                                              "--setgid=65534", "--", "make", "-j2"}));
+  EXPECT_NE(std::find(c.env.begin(), c.env.end(), "HOME=/home/sai"), c.env.end());
+  EXPECT_EQ(c.timeout, std::chrono::seconds(3600));
+}
+
+}  // namespace
+}  // namespace farmhand::provisioner
