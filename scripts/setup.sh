@@ -17,7 +17,8 @@ PACKAGES=(
   # run
   systemd-container debootstrap iproute2 btrfs-progs udev
   # tests and benchmarks
-  sqlite3 python3 time procps
+  # (openssh-server: the private-repository test runs its own sshd on loopback)
+  sqlite3 python3 time procps openssh-server
 )
 
 missing=()
@@ -28,7 +29,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  others=()
+  sshd=0
+  for p in "${missing[@]}"; do
+    if [ "$p" = openssh-server ]; then sshd=1; else others+=("$p"); fi
+  done
+  [ ${#others[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${others[@]}"
+  if [ "$sshd" = 1 ]; then
+    # A host that had no ssh server must not get one running because of the
+    # tests: nothing is started while it is installed, and its freshly
+    # enabled ssh.service is disabled again.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+    fi
+    rc=0
+    apt-get install -y -q --no-install-recommends openssh-server || rc=$?
+    [ "$own_policy" = 1 ] && rm -f "$policy"
+    [ "$rc" = 0 ] || exit "$rc"
+    if [ -d /run/systemd/system ]; then systemctl disable --quiet ssh.service 2>/dev/null || true; fi
+  fi
 fi
 
 BUILD_DIR=${FARMHAND_BUILD_DIR:-build}
