@@ -296,6 +296,10 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     } else if (!r->success()) {
       std::string why = r->err.empty() ? r->out : r->err;
       while (!why.empty() && why.back() == '\n') why.pop_back();
+      // The helper's own prefixes repeat what this message says already.
+      for (const std::string& prefix : std::vector<std::string>{"error: ", "git-sync: ", "source \"" + src.name + "\": "}) {
+        if (why.starts_with(prefix)) why.erase(0, prefix.size());
+      }
       synced = fail("source \"" + src.name + "\" (" + redact_url(src.url) + " " + src.ref + "): " +
                     (why.empty() ? r->describe() : tail(why, kErrorTail)));
     } else {
