@@ -439,6 +439,11 @@ int cmd_daemon(const Invocation& inv) {
     }
     if (report) {
       if (done.sync) report->report_config_sync(*done.sync);
+      // At start the server hears which commit is in force even when an
+      // earlier apply (enroll's) accepted it already.
+      if (why == Why::kStart && done.sync && !done.sync->error && !done.sync->changed) {
+        report->emit("config_applied", std::nullopt, std::nullopt, done.sync->summary);
+      }
       report->set_config_commit(done.config_commit);
       for (const auto& [container, message] : done.failures) report->emit("step_failed", container, std::nullopt, message);
       const char* label = why == Why::kStart    ? "reconciled at start: "

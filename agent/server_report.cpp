@@ -136,6 +136,8 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Work
   if (!config.server->ca_file.empty() && ::access(root.map(config.server->ca_file).c_str(), R_OK) != 0) {
     return fail("cannot read the CA file " + config.server->ca_file + ": " + errno_text(errno));
   }
+  // The outbox lives in state.db, which a first apply has not made yet.
+  if (auto s = make_dirs(root.map(config.paths.state), 0700); !s) return s.error();
   auto outbox = SqliteOutbox::open(root.map(config.paths.state + "/state.db").string());
   if (!outbox) return outbox.error();
   std::unique_ptr<ServerReport> report(new ServerReport(loop, worker, inv, config, systemd, std::move(hooks)));

@@ -6,6 +6,8 @@
 # Everything listens on 127.0.0.1 with port 0 (a restarted server reuses its
 # port); every wait polls a condition under a deadline.
 source "$(dirname "$0")/lib.sh"
+# Local git repositories (the config repository testcase).
+source "$(dirname "$0")/payload_lib.sh"
 
 BUILD=$(cd "$(dirname "$FH")/.." && pwd)
 SRV=$BUILD/server/farmhand-server
@@ -323,6 +325,96 @@ JSON
   ! curl -sS --max-time 5 "http://127.0.0.1:$(cat "$WORK/tls.port")/api/health" >/dev/null 2>&1 ||
     fail "the TLS server answered plain http"
   assert_contains "$(curl -sS --max-time 5 --cacert "$WORK/server.pem" "https://127.0.0.1:$(cat "$WORK/tls.port")/api/health")" '"ok":true'
+}
+
+# ev1's events of KIND: their count, and the message of the newest.
+ev_count() { q "SELECT count(*) FROM events WHERE host = 'ev1' AND kind = '$1'"; }
+ev_last() { q "SELECT message FROM events WHERE host = 'ev1' AND kind = '$1' ORDER BY id DESC LIMIT 1"; }
+# host.config_commit of ev1's stored inventory ("" without one).
+ev_config_commit() {
+  q "SELECT ifnull(json_extract(inventory, '\$.host.config_commit'), '') FROM hosts WHERE name = 'ev1'"
+}
+# Succeeds once ev1's stored inventory was made at or after MS (the agent's
+# clock in milliseconds, as events.time).
+ev_inventory_since() {
+  [ "$(q "SELECT ifnull(json_extract(inventory, '\$.time'), 0) >= $1 FROM hosts WHERE name = 'ev1'")" == 1 ]
+}
+# Waits for ev1's Nth "apply" event (the end of a reconcile), then for an
+# inventory the agent made after it: it shows what that reconcile left in force.
+ev_wait_reconcile() {
+  local n=$1 at
+  wait_until 60 "reconcile $n of the agent" at_least "ev_count apply" "$n"
+  at=$(q "SELECT time FROM events WHERE host = 'ev1' AND kind = 'apply' ORDER BY id LIMIT 1 OFFSET $((n - 1))")
+  wait_until 30 "an inventory made after reconcile $n" ev_inventory_since "$at"
+}
+
+# The real agent, `farmhand daemon` under --root (no containers, so no
+# nspawn), with its desired state in a config repository: each commit it
+# accepts or refuses reaches the server as an event, and the stored
+# inventory names the commit in force. enroll works on the real host only,
+# so the test agent enrolls ev1 and agent.json gets what enroll writes
+# ("server") plus config_repo.
+testcase_config_repo_events_reach_the_server() {
+  local token root repos conf daemon_log good bad good2 msg pid
+  token=$(srv token create --name ev1 2>/dev/null)
+  start_server
+  make_root root
+  make_repo_dir repos
+  step "a config repository whose hosts/ev1.json has no containers"
+  good=$(echo '{"containers": []}' | make_config_repo "$repos/config" ev1)
+  # What enroll makes besides the credential: the state and machines dirs.
+  mkdir -p "$root/etc/farmhand"
+  mkdir -p -m 0700 "$root/var/lib/farmhand" "$root/var/lib/machines"
+  "$AGENT" --enroll-token "$token" --url "$URL" --credential-file "$root/etc/farmhand/credential" \
+    > "$WORK/ev-enroll.log" 2>&1 || fail "enrollment failed: $(cat "$WORK/ev-enroll.log")"
+  conf=$root/etc/farmhand/agent.json
+  echo "{\"server\": {\"url\": \"$URL\", \"credential_file\": \"/etc/farmhand/credential\"}}" > "$conf"
+  python3 -c '
+import json, sys
+path, url = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["config_repo"] = {"url": url, "ref": "main", "path": "hosts/ev1.json"}
+open(path, "w").write(json.dumps(c, indent=2) + "\n")' "$conf" "file://$repos/config"
+  fh check-config "$conf"
+  assert_eq 0 "$RC" "check-config of agent.json: $OUT"
+
+  step "farmhand daemon starts: config_applied for the first commit, the inventory names it"
+  daemon_log=$WORK/ev-daemon.log
+  "$FH" --root "$root" --config "$conf" daemon > "$daemon_log" 2>&1 &
+  pid=$!
+  on_exit "stop_pid $pid"
+  wait_until 60 "a config_applied event" at_least "ev_count config_applied" 1
+  assert_eq "config hosts/ev1.json@${good:0:12} accepted" "$(ev_last config_applied)" "config_applied message"
+  ev_wait_reconcile 1
+  assert_eq "$good" "$(ev_config_commit)" "inventory host.config_commit after the start"
+
+  step "a commit with an unknown key, SIGHUP: config_rejected, the first commit stays in force"
+  bad=$(echo '{"containers": [], "bogus": 1}' | commit_file "$repos/config" hosts/ev1.json "an unknown key")
+  kill -HUP "$pid"
+  wait_until 60 "a config_rejected event" at_least "ev_count config_rejected" 1
+  msg=$(ev_last config_rejected)
+  step "config_rejected: ${msg//$'\n'/ | }"
+  assert_contains "$msg" "config refused, hosts/ev1.json@${good:0:12} stays in force:" "config_rejected message"
+  assert_contains "$msg" "hosts/ev1.json@${bad:0:12}" "config_rejected message"
+  assert_contains "$msg" "/bogus" "config_rejected message"
+  ev_wait_reconcile 2
+  assert_eq "$good" "$(ev_config_commit)" "inventory host.config_commit after the refused commit"
+  assert_eq 1 "$(ev_count config_applied)" "config_applied events after the refused commit"
+
+  step "a good commit again, SIGHUP: config_applied, the inventory moves to it"
+  good2=$(printf '{\n  "containers": []\n}\n' | commit_file "$repos/config" hosts/ev1.json "no containers, again")
+  kill -HUP "$pid"
+  wait_until 60 "a second config_applied event" at_least "ev_count config_applied" 2
+  assert_eq "config hosts/ev1.json@${good2:0:12} accepted (was ${good:0:12})" "$(ev_last config_applied)" \
+    "the second config_applied message"
+  ev_wait_reconcile 3
+  assert_eq "$good2" "$(ev_config_commit)" "inventory host.config_commit after the good commit"
+  assert_eq "2 1" "$(ev_count config_applied) $(ev_count config_rejected)" "config_applied and config_rejected events"
+
+  step "the agent still runs and logged nothing unexpected"
+  ! exited "$pid" || fail "farmhand daemon exited: $(tail -5 "$daemon_log")"
+  local unexpected="terminate called|Assertion|Sanitizer|runtime error|Segmentation fault|not reporting to the"
+  ! grep -nE "$unexpected" "$daemon_log" || fail "farmhand daemon logged the lines above"
 }
 
 if run_testcases; then
