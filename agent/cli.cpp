@@ -4,6 +4,7 @@
 #include <map>
 
 #include "agent/commands.h"
+#include "agent/enter.h"
 #include "agent/git_sync.h"
 #include "common/log.h"
 
@@ -90,6 +91,8 @@ int run_cli(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   // Internal: the privilege-dropping git helper apply runs for each source.
   if (!args.empty() && args[0] == "git-sync") return cmd_git_sync({args.begin() + 1, args.end()});
+  // Internal: how apply runs a setup step or systemctl in a running container.
+  if (!args.empty() && args[0] == "enter") return cmd_enter({args.begin() + 1, args.end()});
   Invocation inv;
   std::string error;
   if (!parse_invocation(args, inv, error)) {

@@ -196,7 +196,7 @@ std::string PayloadApplier::step_fingerprint(const SetupStep& s, const std::map<
   return item_fingerprint(j);
 }
 
-Command PayloadApplier::step_command(const PayloadTarget& t, const SetupStep& s) {
+Command PayloadApplier::step_command(const PayloadTarget& t, const SetupStep& s, const std::string& helper) {
   const bool root = s.user == RunAs::kRoot;
   const std::string home = root ? "/root" : std::string("/home/") + kBuildUser;
   const std::string cwd = s.cwd.empty() ? home : s.cwd;
@@ -206,15 +206,14 @@ Command PayloadApplier::step_command(const PayloadTarget& t, const SetupStep& s)
   env.insert(env.end(), s.env.begin(), s.env.end());
   Command cmd;
   if (t.leader) {
-    // The running container: enter all its namespaces. nsenter resolves
-    // argv[0] in the container's PATH after entering its mount namespace.
-    auto nsenter = find_program("nsenter");
-    cmd.path = nsenter ? *nsenter : "/usr/bin/nsenter";
-    cmd.args = {"--target", std::to_string(*t.leader), "--all", "--wd=" + cwd};
+    // The running container: join its namespaces, then resolve the working
+    // directory and the program inside it.
+    cmd.path = helper;
+    cmd.args = {"enter", "--target", std::to_string(*t.leader), "--cwd", cwd};
     if (!root) {
       auto ids = tree_user(t.tree, kBuildUser);
-      cmd.args.push_back("--setuid=" + std::to_string(ids ? ids->first : kBuildUid));
-      cmd.args.push_back("--setgid=" + std::to_string(ids ? ids->second : kBuildUid));
+      cmd.args.insert(cmd.args.end(), {"--uid", std::to_string(ids ? ids->first : kBuildUid), "--gid",
+                                       std::to_string(ids ? ids->second : kBuildUid)});
     }
     cmd.args.push_back("--");
     cmd.args.insert(cmd.args.end(), s.run.begin(), s.run.end());
@@ -392,7 +391,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     const PayloadRecord* rec = records.find(PayloadKind::kStep, step.name);
     if (rec && rec->fingerprint == fp) continue;
     const auto t0 = Clock::now();
-    Command cmd = step_command(t, rendered);
+    Command cmd = step_command(t, rendered, helper_);
     OutputPump pump{hooks};
     cmd.on_line = [&pump](std::string_view line) { pump(line); };
     auto r = runner_.run(cmd);
@@ -429,9 +428,9 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     s.user = RunAs::kRoot;
     s.cwd = "/";
     s.timeout_s = 120;
-    auto r = runner_.run(step_command(t, s));
+    const Command shown = step_command(t, s, helper_);
+    auto r = runner_.run(shown);
     if (!r) return r.error();
-    Command shown = step_command(t, s);
     if (!r->success()) return command_error(shown, *r);
     return {};
   };

@@ -66,8 +66,10 @@ class PayloadApplier {
   // The step's fingerprint: its rendered definition and its sources' commits.
   static std::string step_fingerprint(const SetupStep& rendered, const std::map<std::string, std::string>& commits);
 
-  // The command that runs `argv` inside the container, as `user`.
-  static Command step_command(const PayloadTarget& target, const SetupStep& rendered);
+  // The command that runs a step inside the container, as its user: in a
+  // running one through `helper enter` (see agent/enter.h), else with
+  // systemd-nspawn on its tree.
+  static Command step_command(const PayloadTarget& target, const SetupStep& rendered, const std::string& helper);
 
  private:
   StateStore& state_;

@@ -195,35 +195,48 @@ nameserver $gw"
 
 # --- b. The service runs when the container boots.
 
-testcase_builder_service_runs_in_the_booted_container() {
-  local log=$ROOT/boot.log pid leader head gateway hb1
-  head=$(head_of "$REPOS/builder")
+# Boots pl-a with `farmhand run` in the background; sets RUN_PID (its nspawn)
+# and LEADER (its init) once systemd in it is up.
+boot_pl_a() {
+  local log=$ROOT/boot.log gateway
   setsid "$FH" --root "$ROOT" --config "$CONFIG" run pl-a >"$log" 2>&1 &
-  pid=$!
-  track_pid "$pid"
+  RUN_PID=$!
+  track_pid "$RUN_PID"
   wait_for 60 ip link show ve-pl-a
   # The host side of the veth is the host backend's job; stand in for it
   # (as provision_test does), so the boot does not wait for the network.
   gateway=$(sed -n 's/^Gateway=//p' "$M/pl-a/etc/systemd/network/50-host0.network")
   ip addr add "$gateway/24" dev ve-pl-a
   ip link set ve-pl-a up
-  wait_for 30 pgrep -P "$pid"
-  leader=$(pgrep -P "$pid" | head -1)
-  wait_for 90 bash -c "nsenter -t $leader -a systemctl is-system-running | grep -qE 'running|degraded'" ||
+  wait_for 30 pgrep -P "$RUN_PID"
+  LEADER=$(pgrep -P "$RUN_PID" | head -1)
+  wait_for 90 bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
     { cat "$log"; false; }
-  wait_for 30 bash -c "nsenter -t $leader -a systemctl is-active sai-builder | grep -qx active" ||
-    { nsenter -t "$leader" -a systemctl status sai-builder || true; false; }
-  assert_eq active "$(nsenter -t "$leader" -a systemctl is-active sai-builder)"
-  assert_eq sai "$(nsenter -t "$leader" -a systemctl show -p User --value sai-builder)"
+  wait_for 30 bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active" ||
+    { nsenter -t "$LEADER" -a systemctl status sai-builder || true; false; }
+}
+
+stop_pl_a() {
+  kill -TERM "$RUN_PID"
+  timeout 60 tail --pid="$RUN_PID" -f /dev/null
+  assert_missing /sys/class/net/ve-pl-a
+}
+
+heartbeat() { nsenter -t "$LEADER" -a cat /var/lib/builder/heartbeat; }
+
+testcase_builder_service_runs_in_the_booted_container() {
+  local head hb1
+  head=$(head_of "$REPOS/builder")
+  boot_pl_a
+  assert_eq active "$(nsenter -t "$LEADER" -a systemctl is-active sai-builder)"
+  assert_eq sai "$(nsenter -t "$LEADER" -a systemctl show -p User --value sai-builder)"
   # The heartbeat moves, and names the commit it was built from.
-  wait_for 30 nsenter -t "$leader" -a test -s /var/lib/builder/heartbeat
-  hb1=$(nsenter -t "$leader" -a cat /var/lib/builder/heartbeat)
+  wait_for 30 nsenter -t "$LEADER" -a test -s /var/lib/builder/heartbeat
+  hb1=$(heartbeat)
   assert_contains "$hb1" "alive "
   assert_contains "$hb1" " $head"
-  wait_for 30 bash -c "[ \"\$(nsenter -t $leader -a cat /var/lib/builder/heartbeat)\" != '$hb1' ]"
-  kill -TERM "$pid"
-  timeout 60 tail --pid="$pid" -f /dev/null
-  assert_missing /sys/class/net/ve-pl-a
+  wait_for 30 bash -c "[ \"\$(nsenter -t $LEADER -a cat /var/lib/builder/heartbeat)\" != '$hb1' ]"
+  stop_pl_a
 }
 
 # --- c. An apply with nothing new reruns nothing.
@@ -279,6 +292,45 @@ testcase_new_commit_reruns_only_dependent_steps() {
   [[ "$OUT" != *configure-builder* ]] || fail "configure-builder ran again: [$OUT]"
   assert_eq 2 "$(tools_runs)" "runs of tools-step"
   assert_eq "$before" "$(mtime "$bin")" "build/builder mtime"
+}
+
+# --- d2. A running container gets a new commit without a restart of the
+# container: the steps run inside it (through its leader), and its enabled
+# service is restarted on the new build.
+
+testcase_apply_to_a_running_container() {
+  local head pid_before pid_after
+  boot_pl_a
+  pid_before=$(nsenter -t "$LEADER" -a systemctl show -p MainPID --value sai-builder)
+  head=$(commit_change "$REPOS/builder" "builder: while running")
+  fhc apply
+  assert_eq 0 "$RC" "apply to the running container: $OUT"
+  assert_contains "$OUT" "build-builder"
+  assert_contains "$OUT" "restart sai-builder.service"
+  # The container kept running: the same init.
+  assert_eq "$LEADER" "$(pgrep -P "$RUN_PID" | head -1)" "the container's init"
+  wait_for 30 bash -c "nsenter -t $LEADER -a cat /var/lib/builder/heartbeat | grep -q ' $head'" ||
+    fail "the heartbeat never named $head: [$(heartbeat)]"
+  pid_after=$(nsenter -t "$LEADER" -a systemctl show -p MainPID --value sai-builder)
+  [ "$pid_after" != "$pid_before" ] || fail "sai-builder was not restarted (MainPID $pid_before)"
+  assert_eq active "$(nsenter -t "$LEADER" -a systemctl is-active sai-builder)"
+  # Built inside, as the build user.
+  assert_eq 883 "$(stat -c %u "$M/pl-a/home/sai/src/builder/build/builder")" "owner of the rebuilt binary"
+  # How steps get in: the working directory is the container's, even through
+  # a symlink to a directory that exists only on the host.
+  fh enter --target "$LEADER" --cwd /home/sai --uid 883 --gid 65534 -- sh -c 'echo "$(id -u) $(pwd)"'
+  assert_eq "0 883 /home/sai" "$RC $OUT" "enter as the build user"
+  ln -s "$REPOS" "$M/pl-a/home/sai/host-only"
+  fh enter --target "$LEADER" --cwd /home/sai/host-only -- pwd
+  assert_eq 125 "$RC" "enter through a symlink to a host-only directory: $OUT"
+  assert_contains "$OUT" "cannot change to /home/sai/host-only"
+  rm "$M/pl-a/home/sai/host-only"
+  # Nothing more to do while it runs.
+  fhc apply
+  assert_eq 0 "$RC" "second apply to the running container: $OUT"
+  assert_no_steps_ran
+  [[ "$OUT" != *"restart sai-builder"* ]] || fail "sai-builder was restarted by a no-op apply: [$OUT]"
+  stop_pl_a
 }
 
 # --- e. Desired state from a config repository.

@@ -283,9 +283,10 @@ TEST(StepCommand, ARunningContainerIsEnteredThroughItsLeader) {
   s.name = "build";
   s.run = {"make", "-j2"};
   s.cwd = "/home/sai/src";
-  Command c = PayloadApplier::step_command(t, s);
-  EXPECT_EQ(c.args, (std::vector<std::string>{"--target", "4242", "--all", "--wd=/home/sai/src", "--setuid=883",
-                                              "--setgid=65534", "--", "make", "-j2"}));
+  Command c = PayloadApplier::step_command(t, s, "/usr/bin/farmhand");
+  EXPECT_EQ(c.path, "/usr/bin/farmhand");
+  EXPECT_EQ(c.args, (std::vector<std::string>{"enter", "--target", "4242", "--cwd", "/home/sai/src", "--uid", "883",
+                                              "--gid", "65534", "--", "make", "-j2"}));
   EXPECT_NE(std::find(c.env.begin(), c.env.end(), "HOME=/home/sai"), c.env.end());
   EXPECT_EQ(c.timeout, std::chrono::seconds(3600));
 }
