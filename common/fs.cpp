@@ -276,6 +276,14 @@ Result<int> open_root(const fs::path& root) {
   return fd;
 }
 
+// The directory that holds `rel` inside `root`, opened (-1 with errno set
+// if it cannot be).
+int open_parent_in_root(const fs::path& root, const fs::path& rel) {
+  Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root_fd.get() < 0) return -1;
+  return open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY);
+}
+
 }  // namespace
 
 Status make_dirs_in_root(const fs::path& root, const fs::path& relative, mode_t mode) {
@@ -303,10 +311,7 @@ Status write_file_in_root(const fs::path& root, const fs::path& relative, std::s
                           mode_t mode, std::optional<Ownership> owner) {
   const fs::path rel = relative.relative_path();
   if (auto s = make_dirs_in_root(root, rel.parent_path()); !s) return s;
-  auto rfd = open_root(root);
-  if (!rfd) return rfd.error();
-  Fd root_fd(*rfd);
-  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  Fd dir(open_parent_in_root(root, rel));
   if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
   return write_atomic_at(dir.get(), rel.filename().string(), content, mode, root / rel, owner);
 }
@@ -326,11 +331,8 @@ Result<std::optional<InRootStat>> stat_in_root(const fs::path& root, const fs::p
 }
 
 Result<std::optional<std::string>> readlink_in_root(const fs::path& root, const fs::path& relative) {
-  auto rfd = open_root(root);
-  if (!rfd) return rfd.error();
-  Fd root_fd(*rfd);
   const fs::path rel = relative.relative_path();
-  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  Fd dir(open_parent_in_root(root, rel));
   if (dir.get() < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
     return io_error("cannot open", root / rel.parent_path(), errno);
@@ -347,10 +349,7 @@ Result<std::optional<std::string>> readlink_in_root(const fs::path& root, const 
 Status symlink_in_root(const fs::path& root, const fs::path& relative, const std::string& target) {
   const fs::path rel = relative.relative_path();
   if (auto s = make_dirs_in_root(root, rel.parent_path()); !s) return s;
-  auto rfd = open_root(root);
-  if (!rfd) return rfd.error();
-  Fd root_fd(*rfd);
-  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  Fd dir(open_parent_in_root(root, rel));
   if (dir.get() < 0) return io_error("cannot open", root / rel.parent_path(), errno);
   const std::string tmp = "." + rel.filename().string() + ".tmp-" + random_suffix();
   if (::symlinkat(target.c_str(), dir.get(), tmp.c_str()) != 0) {
@@ -366,11 +365,8 @@ Status symlink_in_root(const fs::path& root, const fs::path& relative, const std
 }
 
 Status remove_in_root(const fs::path& root, const fs::path& relative) {
-  auto rfd = open_root(root);
-  if (!rfd) return rfd.error();
-  Fd root_fd(*rfd);
   const fs::path rel = relative.relative_path();
-  Fd dir(open_in_root(root_fd.get(), rel.parent_path(), O_RDONLY | O_DIRECTORY));
+  Fd dir(open_parent_in_root(root, rel));
   if (dir.get() < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return {};
     return io_error("cannot open", root / rel.parent_path(), errno);

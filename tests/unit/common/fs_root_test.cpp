@@ -170,3 +170,42 @@ TEST_F(InRootTest, ProcSelfRootSymlinkDoesNotReachTheHost) {
 
 }  // namespace
 }  // namespace farmhand
+
+namespace farmhand {
+namespace {
+
+TEST_F(InRootTest, SymlinksAreMadeReadAndRemovedInsideTheTree) {
+  ASSERT_TRUE(symlink_in_root(root_, "etc/systemd/system/multi-user.target.wants/x.service",
+                              "/etc/systemd/system/x.service")
+                  .ok());
+  EXPECT_EQ(readlink_in_root(root_, "/etc/systemd/system/multi-user.target.wants/x.service")->value_or(""),
+            "/etc/systemd/system/x.service");
+  // Replacing is atomic and leaves no temporary name behind.
+  ASSERT_TRUE(symlink_in_root(root_, "etc/systemd/system/multi-user.target.wants/x.service", "/y").ok());
+  EXPECT_EQ(names_in(root_ / "etc/systemd/system/multi-user.target.wants"), (std::set<std::string>{"x.service"}));
+  EXPECT_FALSE(readlink_in_root(root_, "etc/missing")->has_value());
+  ASSERT_TRUE(write_file_in_root(root_, "etc/plain", "x").ok());
+  EXPECT_FALSE(readlink_in_root(root_, "etc/plain")->has_value());  // not a link
+  ASSERT_TRUE(remove_in_root(root_, "etc/systemd/system/multi-user.target.wants/x.service").ok());
+  EXPECT_TRUE(names_in(root_ / "etc/systemd/system/multi-user.target.wants").empty());
+  EXPECT_TRUE(remove_in_root(root_, "etc/systemd/system/multi-user.target.wants/x.service").ok());  // already gone
+}
+
+TEST_F(InRootTest, StatAndRemoveDoNotFollowALinkOutOfTheTree) {
+  ASSERT_EQ(::symlink(host_etc().c_str(), (root_ / "etc").c_str()), 0);
+  // "/etc/passwd" in the tree resolves to the tree's own (missing) path.
+  EXPECT_FALSE(stat_in_root(root_, "etc/passwd")->has_value());
+  ASSERT_TRUE(remove_in_root(root_, "etc/passwd").ok());
+  expect_host_untouched();
+  ASSERT_TRUE(make_dirs(host_etc_in_root()).ok());
+  ASSERT_TRUE(write_file_in_root(root_, "etc/passwd", "sai\n", 0640, Ownership{::getuid(), ::getgid()}).ok());
+  expect_host_untouched();
+  auto st = stat_in_root(root_, "etc/passwd");
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->mode & 07777, 0640u);
+  EXPECT_EQ((*st)->uid, ::getuid());
+  EXPECT_EQ(slurp(host_etc_in_root() / "passwd"), "sai\n");
+}
+
+}  // namespace
+}  // namespace farmhand
