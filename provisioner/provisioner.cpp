@@ -735,7 +735,7 @@ Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
   }
   auto planned = impl_->make_plan();
   if (!planned) return planned.error();
-  ApplyOutcome outcome{std::move(*planned), {}};
+  ApplyOutcome outcome{std::move(*planned), {}, {}};
   const Plan& plan = outcome.plan;
   if (!plan.conflicts.empty()) {
     std::string all;
