@@ -14,24 +14,7 @@ namespace farmhand {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 std::string random_suffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -258,9 +241,7 @@ FileLock::~FileLock() {
 
 namespace farmhand {
 
-namespace {
-
-int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode = 0) {
+int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode) {
   open_how how{};
   how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
   how.mode = (flags & O_CREAT) ? mode : 0;
@@ -269,6 +250,8 @@ int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode =
   if (rel.empty()) rel = ".";
   return static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
 }
+
+namespace {
 
 Result<int> open_root(const fs::path& root) {
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <optional>
@@ -75,6 +76,33 @@ class FileLock {
 }  // namespace farmhand
 
 namespace farmhand {
+
+// Owns a file descriptor; closes it when it goes.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&&) = delete;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// openat2 of `relative` below the directory `root_fd` with RESOLVE_IN_ROOT:
+// the directory acts as "/" for every component and symlink. -1 with errno
+// set on failure.
+int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode = 0);
 
 // Paths inside a container's root filesystem are resolved as if `root` were
 // "/" (openat2 RESOLVE_IN_ROOT): a symlink in the container can never make

@@ -11,6 +11,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
+#include "tests/unit/provisioner/git_fixture.h"
 #include "tests/unit/temp_dir.h"
 
 namespace farmhand::provisioner {
@@ -32,42 +33,20 @@ class GitTest : public ::testing::Test {
  protected:
   // Runs a program (git, ssh-keygen) and returns its trimmed stdout.
   std::string run(const std::string& program, std::vector<std::string> args) {
-    auto path = find_program(program);
-    EXPECT_TRUE(path.ok()) << program;
-    if (!path) return "";
-    Command c;
-    c.path = *path;
-    c.args = std::move(args);
-    c.env = minimal_env({"HOME=" + tmp_.path().string(), "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=T",
-                         "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=T",
-                         "GIT_COMMITTER_EMAIL=t@example.org"});
-    auto r = runner_.run(c);
-    EXPECT_TRUE(r.ok());
-    if (!r) return "";
-    EXPECT_TRUE(r->success()) << c.display() << ": " << r->err;
-    std::string out = r->out;
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-    return out;
+    return repos_.run(program, std::move(args));
   }
-  std::string git(const fs::path& repo, std::vector<std::string> args) {
-    args.insert(args.begin(), {"-C", repo.string()});
-    return run("git", std::move(args));
-  }
+  std::string git(const fs::path& repo, std::vector<std::string> args) { return repos_.git(repo, std::move(args)); }
   // A repository with a "main" branch holding one commit.
   fs::path make_upstream(const std::string& name, const std::string& readme = "one\n") {
     fs::path repo = tmp_.path() / name;
-    fs::create_directories(repo);
-    git(repo, {"init", "-q", "-b", "main"});
+    repos_.init(repo);
     commit(repo, "README", readme);
     return repo;
   }
   std::string commit(const fs::path& repo, const std::string& file, const std::string& content) {
-    spit(repo / file, content);
-    git(repo, {"add", "-A"});
-    git(repo, {"commit", "-q", "-m", "change " + file});
-    return git(repo, {"rev-parse", "HEAD"});
+    return repos_.commit(repo, file, content);
   }
-  static std::string url(const fs::path& repo) { return "file://" + repo.string(); }
+  static std::string url(const fs::path& repo) { return test::GitRepos::url(repo); }
   SourceSpec spec_for(const fs::path& repo, const std::string& ref = "main") {
     SourceSpec s;
     s.name = "src";
@@ -78,7 +57,7 @@ class GitTest : public ::testing::Test {
   }
 
   test::TempDir tmp_;
-  PosixProcessRunner runner_;
+  test::GitRepos repos_{tmp_.path()};
   GitAuth no_auth_;
 };
 
