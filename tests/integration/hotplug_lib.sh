@@ -89,7 +89,9 @@ container_start() {  # NAME CG [-- COMMAND...]
   setsid bash -c 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"' _ \
     "$cg" "$FH" --root "$ROOT" --config "$CONFIG" run "$name" "$@" >"$ROOT/$name.log" 2>&1 &
   echo $! > "$ROOT/$name.pid"
-  if ! wait_for 30 leader "$name"; then
+  # Generous: the first start of a private-users container re-owns its
+  # whole tree, which takes a while on a loaded machine.
+  if ! wait_for 120 leader "$name"; then
     echo "    farmhand run $name said:" && sed 's/^/      /' "$ROOT/$name.log"
     return 1
   fi

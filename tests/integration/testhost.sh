@@ -17,7 +17,8 @@
 # reusing it.
 
 TESTHOST_FLAVOR=${TESTHOST_FLAVOR:-minimal}
-TESTHOST_PACKAGES=(systemd-container libsqlite3-0 libwebsockets17 iproute2)
+# The shared libraries farmhand links (libsqlite3, libwebsockets, libgit2).
+TESTHOST_PACKAGES=(systemd-container libsqlite3-0 libwebsockets17 libgit2-1.5 iproute2)
 case $TESTHOST_FLAVOR in
   minimal) TESTHOST_PACKAGES+=(systemd-resolved udev debootstrap) ;;
   # netbase: firewalld fails to start without /etc/protocols. dnsmasq-base:
