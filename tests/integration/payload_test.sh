@@ -489,4 +489,66 @@ PY
   done <<< "$body"
 }
 
+# --- h. A private repository over http with a token file (the https code
+# path without TLS): the token is sent only when the server asks, and never
+# shows up anywhere.
+
+testcase_private_repo_over_http_with_a_token() {
+  local port keys=$ROOT/keys token head srv_log=$ROOT/git-http.log where
+  port=$(free_port)
+  mkdir -p "$keys" "$REPOS/http"
+  chmod 0700 "$keys"
+  token="fh-test-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  (umask 077 && echo "$token" > "$keys/git-token")
+  make_bare_copy "$REPOS/tools" "$REPOS/http/private-http.git"
+  head=$(head_of "$REPOS/http/private-http.git")
+  python3 "$TESTS_DIR/integration/git_http_server.py" "$REPOS/http" "$port" ci "$keys/git-token" "$srv_log" \
+    >"$ROOT/git-http.out" 2>&1 &
+  track_pid $!
+  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+  # The harness itself works: plain git with the token in the URL.
+  assert_eq "$head" "$(git -c credential.helper= ls-remote "http://ci:$token@127.0.0.1:$port/private-http.git" \
+    refs/heads/main | cut -f1)" "git ls-remote through the test server"
+  : > "$srv_log"
+
+  # (Without the ssh source, whose known_hosts the case above broke.)
+  edit_json "$CONFIG" "http://127.0.0.1:$port/private-http.git" "$keys/git-token" <<'PY'
+ct("pl-b")["sources"] = [s for s in ct("pl-b")["sources"] if s["name"] != "private"]
+ct("pl-b")["sources"].append({"name": "private-http", "url": args[0], "ref": "main",
+                              "path": "/home/sai/src/private-http",
+                              "credentials": {"token_file": args[1], "username": "ci"}})
+PY
+  RC=0
+  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-http.log" 2>&1 || RC=$?
+  OUT=$(cat "$ROOT/apply-http.log")
+  assert_eq 0 "$RC" "apply with a token source: $OUT"
+  assert_eq 883 "$(stat -c %u "$M/pl-b/home/sai/src/private-http/tool.txt")" "owner of the checkout"
+  assert_eq "$head" "$(source_commit pl-b private-http)" "status: pl-b private-http commit"
+  # First without credentials (401), then with them.
+  grep -q ' 401 auth=no$' "$srv_log" || fail "the server never challenged: $(cat "$srv_log")"
+  grep -q ' 200 auth=yes$' "$srv_log" || fail "no authenticated request: $(cat "$srv_log")"
+  # The checkout's remote is the URL alone.
+  assert_eq "http://127.0.0.1:$port/private-http.git" \
+    "$(git -C "$M/pl-b/home/sai/src/private-http" -c safe.directory='*' config remote.origin.url)"
+
+  # A wrong token is refused, and the last commit stays.
+  echo "not-the-token" > "$keys/git-token"
+  commit_change "$REPOS/tools" "tools: fourth version" >/dev/null
+  git -C "$REPOS/tools" push -q "$REPOS/http/private-http.git" main
+  RC=0
+  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-http-bad.log" 2>&1 || RC=$?
+  OUT=$(cat "$ROOT/apply-http-bad.log")
+  [ "$RC" -ne 0 ] || fail "apply with a wrong token succeeded: $OUT"
+  assert_contains "$OUT" 'source "private-http"'
+  assert_eq "$head" "$(source_commit pl-b private-http)" "status after a refused fetch"
+
+  where=("$ROOT/apply-http.log" "$ROOT/apply-http-bad.log" "$ROOT/var/lib/farmhand" "$srv_log"
+         "$M/pl-b/home" "$M/pl-b/etc" "$M/pl-b/root" "$M/pl-b/tmp" "$M/pl-b/var/tmp")
+  if grep -a -r -l -F -- "$token" "${where[@]}"; then
+    fail "the token is in the files listed above"
+  fi
+  # Put the right token back for any later case.
+  echo "$token" > "$keys/git-token"
+}
+
 run_testcases
