@@ -48,6 +48,10 @@ export class HostsView {
            host.online ? 'online' : 'offline'),
         el('span', {class: 'muted host-seen'}, 'last seen ',
            host.last_seen ? liveTime(host.last_seen, 'ago', {'data-testid': 'host-last-seen'}) : 'never'),
+        info.config_commit
+          ? el('span', {class: 'muted host-config', title: info.config_commit, 'data-testid': 'host-config-commit'},
+               'config ', el('span', {class: 'mono'}, info.config_commit.slice(0, 12)))
+          : null,
         el('span', {class: 'muted host-facts', title: facts}, facts)),
       el('div', {class: 'metrics', 'data-testid': 'host-metrics'}),
       this.containersTable(host));
@@ -102,19 +106,20 @@ export class HostsView {
         el('td', {class: 'mono strong', 'data-label': 'Container'}, c.name),
         el('td', {'data-label': 'State'},
            el('span', {class: `badge state-${c.state}`, 'data-testid': 'container-state'}, c.state)),
-        el('td', {'data-label': 'Distro'}, [c.distro, c.release].filter(Boolean).join(' ')),
+        el('td', {class: 'words', 'data-label': 'Distro'}, [c.distro, c.release].filter(Boolean).join(' ')),
         el('td', {class: 'mono', 'data-label': 'Address'}, c.address || '—'),
         el('td', {'data-label': 'Network'},
            el('span', {class: `badge net-${net}`, 'data-testid': 'container-network',
                        title: c.network_reason || (net === 'healthy' ? 'network is healthy' : net)}, net)),
         el('td', {'data-label': 'Up for'},
            c.since && c.state === 'running' ? liveTime(c.since, 'for') : '—'),
+        el('td', {'data-label': 'Sources', 'data-testid': 'container-sources'}, sources(c.sources)),
         admin ? el('td', {class: 'actions'}, this.containerButtons(host, c)) : null);
     });
     return el('div', {class: 'table-wrap'},
       el('table', {class: 'table containers', 'data-testid': 'containers'},
         el('thead', {}, el('tr', {},
-          ['Container', 'State', 'Distro', 'Address', 'Network', 'Up for'].map((h) => el('th', {}, h)),
+          ['Container', 'State', 'Distro', 'Address', 'Network', 'Up for', 'Sources'].map((h) => el('th', {}, h)),
           admin ? el('th', {class: 'actions-col'}) : null)),
         el('tbody', {}, rows)));
   }
@@ -160,6 +165,15 @@ export class HostsView {
     const attached = devices.filter(({d}) => d.state === 'attached').length;
     byId('devices-summary').textContent = devices.length ? `${attached} attached, ${devices.length - attached} pending` : '';
   }
+}
+
+// The git sources of a container as "name@abc1234" (the full commit on
+// hover), or a dash when it has none.
+function sources(list) {
+  if (!Array.isArray(list) || !list.length) return '—';
+  return el('span', {class: 'sources'}, list.map((s) =>
+    el('span', {class: 'mono source', 'data-source': s.name, title: s.commit || 'no commit checked out yet'},
+       s.commit ? `${s.name}@${s.commit.slice(0, 7)}` : s.name)));
 }
 
 function metric(label, value, cls, chart, title) {

@@ -6,7 +6,8 @@
 import {absolute, byId, clear, clock, el, liveTime} from './util.js';
 
 const kKinds = ['container_started', 'container_stopped', 'device_attached', 'device_detached',
-                'network_changed', 'apply', 'command', 'agent_started', 'error'];
+                'device_pending', 'network_changed', 'apply', 'command', 'config_applied', 'config_rejected',
+                'step_failed', 'agent_started', 'error'];
 const kPageSize = 50;
 const kMaxEvents = 1000;
 

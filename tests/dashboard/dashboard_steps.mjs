@@ -97,6 +97,66 @@ async function adminSeesHost(h) {
   return `host ${found.host} online with ${containers} container(s), load ${load}; using ${found.container}`;
 }
 
+// host.config_commit and containers[].sources of the inventory the server
+// holds (GET /api/hosts) are shown in the host's card. Both harnesses' agents
+// report them, so their absence fails the step.
+async function commitsShown(h) {
+  const page = h.pages.admin;
+  const host = await page.evaluate(async (name) => {
+    const answer = await fetch('/api/hosts');
+    if (!answer.ok) return {error: `GET /api/hosts answered ${answer.status}`};
+    return (await answer.json()).hosts.find((x) => x.name === name) || {error: `GET /api/hosts has no host ${name}`};
+  }, found.host);
+  check(!host.error, host.error);
+  const inventory = host.inventory || {};
+  const commit = inventory.host && inventory.host.config_commit;
+  check(commit, `the inventory of ${found.host} has no host.config_commit (the test's agent must report one)`);
+  const containers = inventory.containers || [];
+  check(containers.some((c) => c.sources && c.sources.length),
+        `no container of ${found.host} reports sources in its inventory (the test's agent must report some)`);
+
+  const card = sel.host(found.host);
+  const head = page.locator(`${card} [data-testid="host-config-commit"]`);
+  await head.waitFor({state: 'visible', timeout: 10000})
+    .catch(() => { throw new Error(`the card of ${found.host} does not show its config commit ${commit}`); });
+  const headText = (await head.textContent()).trim();
+  const headTitle = await head.getAttribute('title');
+  check(headText === `config ${commit.slice(0, 12)}`,
+        `the card of ${found.host} shows "${headText}", expected "config ${commit.slice(0, 12)}"`);
+  check(headTitle === commit, `the config commit's title is "${headTitle}", expected the full commit ${commit}`);
+
+  const columns = await page.locator(`${card} [data-testid="containers"] thead th`).allTextContents();
+  check(columns.map((c) => c.trim()).includes('Sources'),
+        `the containers table of ${found.host} has columns ${JSON.stringify(columns)}, no "Sources"`);
+  const shown = [];
+  let dashes = 0;
+  for (const c of containers) {
+    const cell = page.locator(`${sel.container(found.host, c.name)} [data-testid="container-sources"]`);
+    check(await cell.count() === 1, `container ${c.name} has ${await cell.count()} sources cell(s), expected 1`);
+    const got = await cell.evaluate((td) => ({
+      label: td.dataset.label, text: td.textContent.trim(),
+      items: [...td.querySelectorAll('.source')].map((s) => ({text: s.textContent.trim(), title: s.title,
+                                                             font: getComputedStyle(s).fontFamily}))}));
+    check(got.label === 'Sources', `the sources cell of ${c.name} has data-label "${got.label}", expected "Sources"`);
+    const want = (c.sources || []).map((s) => (s.commit ? {text: `${s.name}@${s.commit.slice(0, 7)}`, title: s.commit}
+                                                         : {text: s.name, title: 'no commit checked out yet'}));
+    if (!want.length) {
+      check(got.text === '—' && !got.items.length,
+            `container ${c.name} has no sources but shows "${got.text}", expected "—"`);
+      dashes++;
+      continue;
+    }
+    const seen = got.items.map(({text, title}) => ({text, title}));
+    check(JSON.stringify(seen) === JSON.stringify(want),
+          `container ${c.name} shows sources ${JSON.stringify(seen)}, expected ${JSON.stringify(want)}`);
+    for (const item of got.items) {
+      check(/mono/i.test(item.font), `source ${item.text} of ${c.name} is not monospace (font ${item.font})`);
+    }
+    shown.push(`${c.name}: ${want.map((w) => w.text).join(', ')}`);
+  }
+  return `${headText}; ${shown.join('; ')}${dashes ? `; ${dashes} container(s) without sources show —` : ''}`;
+}
+
 async function liveEvent(h) {
   const page = h.pages.admin;
   const message = h.hook('emit-event');
@@ -262,6 +322,7 @@ export const steps = [
   ['login page shown', loginPageShown],
   ['wrong password refused', wrongPasswordRefused],
   ['admin login shows the host and its containers', adminSeesHost],
+  ['config commit and container sources are shown', commitsShown],
   ['new event appears live within 1 s', liveEvent],
   ['attached device shows in the devices view', deviceAttach],
   ['stopped server greys the page', serverStopGreys],

@@ -45,9 +45,12 @@ for (let t = now() - 3600000; t < now(); t += 20000) history.push(heartbeat(t));
 const host = {
   name: 'builder-01', online: true, last_seen: now(), acked_seq: events.length, heartbeat: history.at(-1),
   inventory: {time: now(), host: {hostname: 'builder-01', os: 'Debian GNU/Linux 12 (bookworm)', kernel: '6.1.0-18-amd64',
-                                   arch: 'x86_64', farmhand_version: '0.1.0', network_backend: 'networkmanager', firewall: 'firewalld'},
+                                   arch: 'x86_64', farmhand_version: '0.1.0', network_backend: 'networkmanager', firewall: 'firewalld',
+                                   config_commit: '3f9c2a71be0d48e6a5c1f27d9b84e0c6a13d5f28'},
     containers: [
-      {name: 'deb12', distro: 'debian', release: 'bookworm', state: 'running', address: '192.168.80.2', network: 'healthy', network_reason: '', since: now() - 7200000},
+      {name: 'deb12', distro: 'debian', release: 'bookworm', state: 'running', address: '192.168.80.2', network: 'healthy', network_reason: '', since: now() - 7200000,
+       sources: [{name: 'builder', commit: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678'},
+                 {name: 'sai', commit: '0f1e2d3c4b5a69788796a5b4c3d2e1f00112233e'}]},
       {name: 'fed40', distro: 'fedora', release: '40', state: 'running', address: '192.168.80.3', network: 'unhealthy', network_reason: 'no default route in the container', since: now() - 600000},
       {name: 'u2404', distro: 'ubuntu', release: 'noble', state: 'stopped', address: '', network: 'unknown', network_reason: ''},
     ],

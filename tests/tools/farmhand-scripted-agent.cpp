@@ -12,6 +12,7 @@
 //   event MESSAGE      appends an event of kind "test" with that message
 //   attach DEVICE_ID   adds the device, attached to web1, and says so
 // --state-file gets web1's state ("running", "stopped"), written atomically.
+// The inventory carries a fixed host.config_commit and two git sources of web1.
 // Heartbeats are the real host's. SIGINT/SIGTERM stop it.
 #include <fcntl.h>
 #include <signal.h>
@@ -45,6 +46,7 @@ namespace {
 
 constexpr const char* kContainer = "web1";
 constexpr const char* kVersion = "0.1.0-scripted";
+constexpr const char* kConfigCommit = "5e7d0c3a9b1f42e68d0a7c4b2e9f13d5a6b8c071";
 
 int usage(const std::string& problem) {
   std::cerr << "farmhand-scripted-agent: " << problem << "\n"
@@ -86,6 +88,9 @@ struct FakeHost {
                                  {"release", "bookworm"},  {"state", state},
                                  {"address", "192.168.80.2"}, {"network", "healthy"},
                                  {"network_reason", ""},    {"since", since}};
+    container["sources"] =
+        nlohmann::json::array({{{"name", "builder"}, {"commit", "c0ffee5a1b2c3d4e5f60718293a4b5c6d7e8f901"}},
+                               {{"name", "sai"}, {"commit", "9d8c7b6a5f4e3d2c1b0a99887766554433221100"}}});
     return {{"time", now_ms()},
             {"host",
              {{"hostname", hostname},
@@ -94,7 +99,8 @@ struct FakeHost {
               {"arch", u.machine},
               {"farmhand_version", kVersion},
               {"network_backend", "none"},
-              {"firewall", "none"}}},
+              {"firewall", "none"},
+              {"config_commit", kConfigCommit}}},
             {"containers", nlohmann::json::array({container})},
             {"devices", devs}};
   }
