@@ -428,6 +428,33 @@ Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec,
   return result;
 }
 
+Result<std::string> remote_commit(const std::string& url, const std::string& ref, const GitAuth& auth) {
+  if (is_commit_id(ref)) return ref;
+  init_libgit2();
+  git_remote* raw = nullptr;
+  if (git_remote_create_detached(&raw, url.c_str()) < 0) return git_error("reading the URL " + redact_url(url));
+  Remote remote(raw);
+  RemoteContext ctx(url, auth);
+  git_remote_callbacks cb = callbacks_for(ctx);
+  git_proxy_options proxy = GIT_PROXY_OPTIONS_INIT;
+  proxy.type = GIT_PROXY_AUTO;
+  LocalRemoteOwnerCheck owner_check(url);
+  if (git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &cb, &proxy, nullptr) < 0) {
+    return git_error("connecting to " + redact_url(url), &ctx);
+  }
+  const git_remote_head** heads = nullptr;
+  size_t count = 0;
+  if (git_remote_ls(&heads, &count, remote.get()) < 0) return git_error("listing " + redact_url(url), &ctx);
+  // A branch wins over a tag, as in sync_checkout; an annotated tag is
+  // taken peeled ("^{}"), as the commit it names.
+  for (const std::string& name : {"refs/heads/" + ref, "refs/tags/" + ref + "^{}", "refs/tags/" + ref}) {
+    for (size_t i = 0; i < count; ++i) {
+      if (name == heads[i]->name) return oid_hex(heads[i]->oid);
+    }
+  }
+  return fail("git: ref \"" + ref + "\" not found in " + redact_url(url));
+}
+
 Result<SyncResult> fetch_bare(const std::string& dir, const std::string& url, const std::string& ref,
                               const GitAuth& auth) {
   init_libgit2();

@@ -57,6 +57,9 @@ struct SyncResult {
 // recursively when spec.submodules is set. Runs as the owner of `dir`.
 Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec, const GitAuth& auth);
 
+// The commit `ref` names on the remote, asked without fetching anything
+// (a commit id is returned as it is). For a quick "has it moved?" check.
+Result<std::string> remote_commit(const std::string& url, const std::string& ref, const GitAuth& auth);
 // Config repo: bare repository at `dir` (created), fetch `ref` (to
 // refs/remotes/origin/REF, refs/tags/REF, or a commit), return its commit.
 // HEAD is detached at it, so `changed` says whether it moved.

@@ -108,6 +108,24 @@ std::string tail(const std::string& text, size_t n) {
   return "...\n" + text.substr(cut);
 }
 
+// Whether a source is still at `commit` both in the container (its HEAD,
+// read as a file, nothing followed out of the tree) and on the remote (asked
+// without fetching): then the helper, a process with a mount namespace of
+// its own, need not run at all. Any doubt (an error, submodules) says no,
+// and the full sync decides.
+bool unmoved(const fs::path& tree, const SourceSpec& src, const std::string& commit) {
+  if (src.submodules || commit.empty()) return false;
+  auto head = read_file_in_root(tree, fs::path(src.path) / ".git/HEAD");
+  if (!head || !*head) return false;
+  std::string text = **head;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text != commit) return false;
+  auto auth = load_git_auth(src.credentials);
+  if (!auth) return false;
+  auto remote = remote_commit(src.url, src.ref, *auth);
+  return remote && *remote == commit;
+}
+
 }  // namespace
 
 bool has_payload(const ContainerSpec& spec) {
@@ -276,6 +294,13 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     wanted.insert(src.name);
     const auto t0 = Clock::now();
     const Ownership owner = shifted(t.tree, build_ids->first, build_ids->second);
+    const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
+    const nlohmann::json def = {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}};
+    const std::string fp = item_fingerprint(def);
+    if (rec && rec->fingerprint == fp && unmoved(t.tree, src, rec->revision)) {
+      out.commits[src.name] = rec->revision;
+      continue;
+    }
     if (auto s = make_dirs(mount_dir_, 0755); !s) return s.error();
     const fs::path mountpoint = mount_dir_ / (name + "." + src.name + "." + random_id128_hex().substr(0, 8));
     if (::mkdir(mountpoint.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -304,14 +329,11 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     } else {
       synced = parse_git_sync_output(r->out);
     }
-    const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
     if (!synced) {
       report("source " + src.name, t0, synced.error());
       return synced.error();
     }
     out.commits[src.name] = synced->commit;
-    const nlohmann::json def = {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}};
-    const std::string fp = item_fingerprint(def);
     const bool moved = rec == nullptr || rec->revision != synced->commit || rec->fingerprint != fp;
     if (moved || synced->changed) {
       out.changed = true;

@@ -128,6 +128,23 @@ TEST_F(GitTest, BranchTagAndCommitRefs) {
   }
 }
 
+TEST_F(GitTest, RemoteCommitAsksWithoutFetching) {
+  fs::path up = make_upstream("up");
+  const std::string first = git(up, {"rev-parse", "HEAD"});
+  git(up, {"tag", "-a", "v1", "-m", "release 1"});
+  git(up, {"tag", "light"});
+  const std::string second = commit(up, "README", "two\n");
+  for (const auto& [ref, want] : std::vector<std::pair<std::string, std::string>>{
+           {"main", second}, {"v1", first}, {"light", first}, {first, first}}) {
+    auto r = remote_commit(url(up), ref, no_auth_);
+    ASSERT_TRUE(r.ok()) << ref << ": " << r.error().message();
+    EXPECT_EQ(*r, want) << ref;
+  }
+  auto missing = remote_commit(url(up), "nope", no_auth_);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message(), "git: ref \"nope\" not found in " + url(up));
+}
+
 TEST_F(GitTest, ACommitNotYetFetchedIsFetched) {
   fs::path up = make_upstream("up");
   const std::string dir = (tmp_.path() / "checkout").string();

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "provisioner/git.h"
+#include "tests/unit/provisioner/git_fixture.h"
 #include "tests/unit/temp_dir.h"
 
 namespace farmhand::provisioner {
@@ -160,6 +161,32 @@ TEST_F(PayloadTest, AnUnchangedApplyRerunsNothing) {
   EXPECT_TRUE(runner_.steps_run().empty());
   EXPECT_FALSE(out->changed);
   EXPECT_EQ(runner_.commands.size(), 2u);  // the two fetches
+}
+
+TEST_F(PayloadTest, ASourceAtTheRemotesCommitIsNotFetchedAgain) {
+  // A real remote; the checkout's HEAD says it is at the remote's commit.
+  test::GitRepos repos(tmp_.path());
+  const fs::path remote = tmp_.path() / "remote";
+  repos.init(remote);
+  const std::string head = repos.commit(remote, "README", "one\n");
+  layout_.spec.sources.resize(1);
+  layout_.spec.sources[0].url = test::GitRepos::url(remote);
+  layout_.spec.setup.resize(1);
+  runner_.commits["builder"] = head;
+  ASSERT_TRUE(apply().ok());
+  fs::create_directories(tree() / "home/sai/src/builder/.git");
+  std::ofstream(tree() / "home/sai/src/builder/.git/HEAD") << head << "\n";
+  runner_.commands.clear();
+  auto out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_TRUE(runner_.commands.empty());  // no helper, no step
+  EXPECT_EQ(out->commits.at("builder"), head);
+  EXPECT_FALSE(out->changed);
+
+  // The remote moved: the helper runs.
+  runner_.commits["builder"] = repos.commit(remote, "README", "two\n");
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure"}));
 }
 
 TEST_F(PayloadTest, ANewCommitRerunsOnlyTheStepsOfThatSource) {
