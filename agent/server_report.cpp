@@ -312,7 +312,9 @@ void ServerReport::run_command(const protocol::Command& c) {
 void ServerReport::report_config_sync(const ConfigSync& synced) {
   if (synced.error) {
     // A refused commit is reported once, not at every fetch.
-    if (*synced.error != last_config_error_) emit("config_rejected", std::nullopt, std::nullopt, *synced.error);
+    if (*synced.error != last_config_error_) {
+      emit(synced.refused ? "config_rejected" : "error", std::nullopt, std::nullopt, *synced.error);
+    }
     last_config_error_ = *synced.error;
     return;
   }

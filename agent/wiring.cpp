@@ -82,6 +82,7 @@ ConfigSync sync_config(const Invocation& inv) {
   out.commit = synced->commit;
   out.changed = synced->changed;
   if (synced->rejected) {
+    out.refused = true;
     out.error = "config refused, " +
                 (synced->commit.empty() ? std::string("and no earlier config is in force")
                                         : provisioner::repo_label(repo, synced->commit) + " stays in force") +

@@ -40,6 +40,7 @@ struct ConfigSync {
   std::string commit;                // the commit in force afterwards
   bool changed = false;              // a new commit was accepted
   std::optional<std::string> error;  // a refused commit, or a failed fetch (the last good stays in force)
+  bool refused = false;              // the error is a refused commit, not a failed fetch
   std::string summary;               // one line for the log and the server
 };
 // Fetches and validates the config repository, if agent.json names one.
