@@ -368,11 +368,16 @@ Result<std::optional<std::string>> read_file_in_root(const fs::path& root,
     return rfd.error();
   }
   Fd root_fd(*rfd);
-  Fd fd(open_in_root(root_fd.get(), relative, O_RDONLY));
+  // O_NONBLOCK: a FIFO planted in the container must not block farmhand's
+  // open; anything but a regular file is refused.
+  Fd fd(open_in_root(root_fd.get(), relative, O_RDONLY | O_NONBLOCK));
   if (fd.get() < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>{};
     return io_error("cannot open", root / relative.relative_path(), errno);
   }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return io_error("cannot stat", root / relative.relative_path(), errno);
+  if (!S_ISREG(st.st_mode)) return fail("'" + (root / relative.relative_path()).string() + "' is not a regular file");
   auto content = read_all(fd.get(), root / relative.relative_path());
   if (!content) return content.error();
   return std::optional<std::string>(std::move(*content));

@@ -369,12 +369,14 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     auto group = tree_group(t.tree, f.group);
     if (!group) return fail("file " + f.path + ": the container has no group \"" + f.group + "\"");
     const Ownership owner = shifted(t.tree, user->first, *group);
-    auto have = read_file_in_root(t.tree, f.path);
     auto st = stat_in_root(t.tree, f.path);
-    if (!have) return have.error();
     if (!st) return st.error();
-    const bool same = *have && **have == *content && *st && ((*st)->mode & 07777) == f.mode &&
-                      (*st)->uid == owner.uid && (*st)->gid == owner.gid && S_ISREG((*st)->mode);
+    // Only a regular file is read; anything else there is replaced.
+    const bool regular = *st && S_ISREG((*st)->mode);
+    auto have = regular ? read_file_in_root(t.tree, f.path) : Result<std::optional<std::string>>(std::nullopt);
+    if (!have) return have.error();
+    const bool same = regular && *have && **have == *content && ((*st)->mode & 07777) == f.mode &&
+                      (*st)->uid == owner.uid && (*st)->gid == owner.gid;
     if (same) continue;
     const auto t0 = Clock::now();
     Status s = write_file_in_root(t.tree, f.path, *content, f.mode, owner);

@@ -207,5 +207,15 @@ TEST_F(InRootTest, StatAndRemoveDoNotFollowALinkOutOfTheTree) {
   EXPECT_EQ(slurp(host_etc_in_root() / "passwd"), "sai\n");
 }
 
+
+
+TEST_F(InRootTest, AFifoIsRefusedWithoutBlocking) {
+  ASSERT_TRUE(make_dirs(root_ / "home/sai").ok());
+  ASSERT_EQ(::mkfifo((root_ / "home/sai/HEAD").c_str(), 0644), 0);
+  auto r = read_file_in_root(root_, "home/sai/HEAD");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message(), "'" + (root_ / "home/sai/HEAD").string() + "' is not a regular file");
+}
+
 }  // namespace
 }  // namespace farmhand
