@@ -66,6 +66,13 @@ JSON
 
 fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
 
+# Like `fhc apply`, with the output also kept in $ROOT/NAME.log, for the
+# credential cases that grep it afterwards.
+apply_logged() {  # NAME
+  fhc apply
+  printf '%s\n' "$OUT" > "$ROOT/$1.log"
+}
+
 # Edits the JSON file FILE in place with the Python code on stdin, which sees
 # the document as `c`, a container by name as ct(NAME), and the extra
 # arguments as `args`.
@@ -451,9 +458,7 @@ ct("pl-b")["sources"].append({"name": "private", "url": args[0], "ref": "main",
                               "credentials": {"ssh_key": args[1] + "/deploy",
                                               "known_hosts": args[1] + "/known_hosts"}})
 PY
-  RC=0
-  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-ssh.log" 2>&1 || RC=$?
-  OUT=$(cat "$ROOT/apply-ssh.log")
+  apply_logged apply-ssh
   assert_eq 0 "$RC" "apply with a private source: $OUT"
   assert_eq "883" "$(stat -c %u "$M/pl-b/home/sai/src/private/tool.txt")" "owner of the private checkout"
   assert_eq "$head" "$(source_commit pl-b private)" "status: pl-b private commit"
@@ -465,9 +470,7 @@ PY
   echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$ROOT/other_host_key.pub")" > "$keys/known_hosts"
   commit_change "$REPOS/tools" "tools: third version" >/dev/null
   git -C "$REPOS/tools" push -q "$REPOS/private.git" main
-  RC=0
-  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-ssh-bad.log" 2>&1 || RC=$?
-  OUT=$(cat "$ROOT/apply-ssh-bad.log")
+  apply_logged apply-ssh-bad
   [ "$RC" -ne 0 ] || fail "apply with a wrong known_hosts succeeded: $OUT"
   assert_contains "$OUT" "not in"
   assert_contains "$OUT" "$keys/known_hosts"
@@ -518,9 +521,7 @@ ct("pl-b")["sources"].append({"name": "private-http", "url": args[0], "ref": "ma
                               "path": "/home/sai/src/private-http",
                               "credentials": {"token_file": args[1], "username": "ci"}})
 PY
-  RC=0
-  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-http.log" 2>&1 || RC=$?
-  OUT=$(cat "$ROOT/apply-http.log")
+  apply_logged apply-http
   assert_eq 0 "$RC" "apply with a token source: $OUT"
   assert_eq 883 "$(stat -c %u "$M/pl-b/home/sai/src/private-http/tool.txt")" "owner of the checkout"
   assert_eq "$head" "$(source_commit pl-b private-http)" "status: pl-b private-http commit"
@@ -535,9 +536,7 @@ PY
   echo "not-the-token" > "$keys/git-token"
   commit_change "$REPOS/tools" "tools: fourth version" >/dev/null
   git -C "$REPOS/tools" push -q "$REPOS/http/private-http.git" main
-  RC=0
-  "$FH" --root "$ROOT" --config "$CONFIG" apply > "$ROOT/apply-http-bad.log" 2>&1 || RC=$?
-  OUT=$(cat "$ROOT/apply-http-bad.log")
+  apply_logged apply-http-bad
   [ "$RC" -ne 0 ] || fail "apply with a wrong token succeeded: $OUT"
   assert_contains "$OUT" 'source "private-http"'
   assert_eq "$head" "$(source_commit pl-b private-http)" "status after a refused fetch"
