@@ -55,6 +55,13 @@ class DeviceAccess {
 // container.
 std::unique_ptr<DeviceAccess> make_cgroup_v1_access(std::string devices_root = "/sys/fs/cgroup/devices");
 
+// The device access for a host where systemd does not manage the container,
+// chosen from the host's cgroup layout (/proc/self/mountinfo): the cgroup v1
+// access above where a v1 "devices" hierarchy is mounted (v1 and hybrid
+// hosts), farmhand's own BPF device program on a pure cgroup v2 host
+// (udev/bpf_devices.h).
+std::unique_ptr<DeviceAccess> make_device_access_for_host();
+
 // The node and its symlinks inside the container.
 Status create_node(const ContainerRuntime& c, const NodeSpec& node);
 Status remove_node(const ContainerRuntime& c, const NodeSpec& node);
