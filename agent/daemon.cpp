@@ -240,7 +240,7 @@ std::unique_ptr<DeviceSide> make_device_side(const Invocation& inv, provisioner:
   if (systemd != nullptr) {
     side->access = std::make_unique<SystemdDeviceAccess>(*systemd);
   } else {
-    side->access = udev::make_cgroup_v1_access();
+    side->access = udev::make_device_access_for_host();
   }
   side->locator = std::make_unique<ContainerLocator>(root, systemd);
   ContainerLocator* locator = side->locator.get();
