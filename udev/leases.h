@@ -1,6 +1,10 @@
 // Device leases, kept in the agent's state.db: which device is handed to
-// which container, since when, and whether it is attached (the container
-// runs and has the node) or pending (the container is not running).
+// which container, since when, and in which state: attached (the container
+// runs and has the node), pending (the container is not running),
+// attaching (written before the grant, until the node exists) or revoking
+// (written before the grant is revoked, until grant and node are gone).
+// A lease is written before any grant and removed only after it is gone,
+// so an agent killed at any point finds every grant it made in its leases.
 // Attach and detach events, with their latency, are kept too.
 #pragma once
 
@@ -25,7 +29,7 @@ struct Lease {
   std::vector<std::string> links;
   std::string group;
   unsigned mode = 0660;
-  std::string state;      // "attached" or "pending"
+  std::string state;      // "attached", "pending", "attaching" or "revoking"
   int64_t since_ms = 0;   // wall clock, when the device was first leased
   bool operator==(const Lease&) const = default;
 };
