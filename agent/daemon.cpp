@@ -307,6 +307,24 @@ int cmd_daemon(const Invocation& inv) {
   std::unique_ptr<HealthWatch> health;
   // container -> pidfd of its init and its watch (hosts without systemd)
   std::map<std::string, std::pair<int, EventLoop::WatchId>> exits;
+  // A failed attach or revoke is retried on a timer, on this thread like
+  // the rest of the device side; armed again after any device handling.
+  std::optional<EventLoop::TimerId> device_retry;
+  std::function<void()> arm_device_retry = [&] {
+    if (device_retry) loop.cancel(*device_retry);
+    device_retry.reset();
+    if (!devices) return;
+    const auto next = devices->manager->next_retry();
+    if (!next) return;
+    // Rounded up: a timer that fires before the retry is due would spin.
+    const auto delay = std::max(std::chrono::ceil<std::chrono::milliseconds>(*next - std::chrono::steady_clock::now()),
+                                std::chrono::milliseconds(0));
+    device_retry = loop.after(delay, [&] {
+      device_retry.reset();
+      if (devices) devices->manager->retry_due();
+      arm_device_retry();
+    });
+  };
   std::function<void(const std::string&)> container_stopped;
   auto watch_exit = [&](const std::string& name, pid_t leader) {
     if (exits.count(name)) return;
@@ -327,10 +345,12 @@ int cmd_daemon(const Invocation& inv) {
       exits.erase(it);
     }
     if (devices) devices->manager->container_stopped(name);
+    arm_device_retry();
     if (report) report->container_stopped(name);
   };
   auto container_started = [&](const std::string& name) {
     if (devices) devices->manager->container_started(name);
+    arm_device_retry();
     if (report) report->container_started(name);
   };
 
@@ -374,6 +394,8 @@ int cmd_daemon(const Invocation& inv) {
     report->inventory_changed();
   };
   auto start_devices = [&](provisioner::AgentConfig config) {
+    if (device_retry) loop.cancel(*device_retry);
+    device_retry.reset();
     devices.reset();
     if (!watcher) return;
     devices = make_device_side(inv, std::move(config), systemd.get());
@@ -385,6 +407,7 @@ int cmd_daemon(const Invocation& inv) {
       return;
     }
     devices->manager->reconcile(*present);
+    arm_device_retry();
     if (systemd == nullptr) {
       for (const auto& c : devices->config.containers) {
         if (auto leader = devices->locator->leader(c.name)) watch_exit(c.name, *leader);
@@ -399,7 +422,9 @@ int cmd_daemon(const Invocation& inv) {
   };
   hooks.detach = [&](const std::string& id) -> Result<std::string> {
     if (!devices) return fail("devices are not watched on this host");
-    return devices->manager->detach_device(id);
+    auto done = devices->manager->detach_device(id);
+    arm_device_retry();
+    return done;
   };
   std::function<void()> restart_watches;
   hooks.reconciled = [&] { restart_watches(); };
@@ -510,6 +535,7 @@ int cmd_daemon(const Invocation& inv) {
         for (const auto& d : watcher->drain()) {
           if (devices) devices->manager->handle(d, arrived);
         }
+        arm_device_retry();
       }, "udev")) {
     return rc;
   }
@@ -595,6 +621,7 @@ int cmd_daemon(const Invocation& inv) {
     loop.unwatch(e.second);
     ::close(e.first);
   }
+  if (device_retry) loop.cancel(*device_retry);
   report.reset();
   health.reset();
   devices.reset();

@@ -85,35 +85,161 @@ Status SystemdDeviceAccess::revoke(const udev::ContainerRuntime& c, const udev::
   return systemd_.set_device_allow(unit, keep, true);
 }
 
-Status DeviceManager::attach(udev::Lease& lease, pid_t leader) {
+namespace {
+
+// The same grant: another node under the same syspath (a raw USB device
+// plugged in again gets a new number) is another device cgroup entry.
+bool same_node(const udev::Lease& l, const udev::NodeSpec& n) {
+  return l.devnode == n.devnode && l.major == n.major && l.minor == n.minor;
+}
+
+}  // namespace
+
+bool DeviceManager::attach(udev::Lease lease, pid_t leader, Clock::time_point arrived) {
+  // The lease first: an agent killed after the grant finds it, attaching,
+  // and finishes or undoes it. Without it written, no grant.
+  lease.state = "attaching";
+  if (auto s = leases_.put(lease); !s) {
+    failed(lease, arrived, "attach: " + s.error().message());
+    return false;
+  }
   const udev::ContainerRuntime rt{lease.container, leader};
   const udev::NodeSpec node = node_of(lease);
-  // Allow first: the node is never there without being usable.
-  if (auto s = access_.allow(rt, node); !s) return s;
-  if (auto s = udev::create_node(rt, node); !s) return s;
+  // Allow before the node: the node is never there without being usable.
+  if (auto s = access_.allow(rt, node); !s) {
+    failed(lease, arrived, "attach: " + s.error().message());
+    return false;
+  }
+  if (auto s = nodes_.create(rt, node); !s) {
+    failed(lease, arrived, "attach: " + s.error().message());
+    return false;
+  }
   lease.state = "attached";
-  return {};
+  if (auto s = leases_.put(lease); !s) {
+    // Still "attaching" in state.db: the retry attaches again, idempotently.
+    lease.state = "attaching";
+    failed(lease, arrived, "attach: " + s.error().message());
+    return false;
+  }
+  settled(lease.syspath);
+  record("attach", lease, arrived);
+  return true;
 }
 
-Status DeviceManager::detach(const udev::Lease& lease, std::optional<pid_t> leader) {
-  if (!leader) return {};  // the container is gone, and its /dev with it
-  const udev::ContainerRuntime rt{lease.container, *leader};
-  const udev::NodeSpec node = node_of(lease);
-  // Revoke first: once revoked, a node left behind is useless.
-  if (auto s = access_.revoke(rt, node); !s) return s;
-  return udev::remove_node(rt, node);
+bool DeviceManager::revoke(udev::Lease lease, Clock::time_point arrived, const std::string& detail,
+                           std::optional<udev::Device> then) {
+  // A pending lease has no grant; nor has a container that is not running:
+  // its grant went with it, and its /dev too.
+  std::optional<pid_t> leader;
+  if (lease.state != "pending") leader = locate_(lease.container);
+  if (leader) {
+    lease.state = "revoking";
+    // Should this write fail, the lease as it was still covers the grant,
+    // and the next reconcile takes it back: go on.
+    if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
+    const udev::ContainerRuntime rt{lease.container, *leader};
+    const udev::NodeSpec node = node_of(lease);
+    // Revoke first: once revoked, a node left behind is useless.
+    Status s = access_.revoke(rt, node);
+    if (s) s = nodes_.remove(rt, node);
+    if (!s) {
+      failed(lease, arrived, "detach: " + s.error().message(), detail, std::move(then));
+      return false;
+    }
+  }
+  // Only now that the grant is gone may the lease go.
+  if (auto s = leases_.remove(lease.syspath); !s) log::error("device leases: ", s.error().message());
+  settled(lease.syspath);
+  record("detach", lease, arrived, detail);
+  return true;
 }
 
-void DeviceManager::record(const std::string& action, const udev::Lease& lease,
-                           std::chrono::steady_clock::time_point arrived, const std::string& detail) {
+void DeviceManager::failed(const udev::Lease& lease, Clock::time_point arrived, const std::string& error,
+                           const std::string& detail, std::optional<udev::Device> then) {
+  auto [it, fresh] = retries_.try_emplace(lease.syspath);
+  Retry& r = it->second;
+  r.delay = fresh ? kFirstRetry : std::min(r.delay * 2, kLastRetry);
+  r.due = Clock::now() + r.delay;
+  r.detail = detail;
+  r.then = std::move(then);
+  const std::string again = " (" + lease.state + ", retried in " + std::to_string(r.delay.count()) + " ms)";
+  // One event per distinct failure, not one per retry: the lease's state
+  // shows meanwhile that it is still being retried.
+  if (fresh || r.error != error) {
+    r.error = error;
+    record("error", lease, arrived, error + again);
+  } else {
+    log::warning("device ", lease.devnode, " (container ", lease.container, "): ", error, again);
+  }
+}
+
+void DeviceManager::finish_revoke(const udev::Lease& lease, Clock::time_point arrived) {
+  // Copies: a revoke that succeeds forgets the retry.
+  std::string detail;
+  std::optional<udev::Device> then;
+  if (auto r = retries_.find(lease.syspath); r != retries_.end()) {
+    detail = r->second.detail;
+    then = r->second.then;
+  }
+  if (revoke(lease, arrived, detail, then) && then) handle(*then, arrived);
+}
+
+std::optional<DeviceManager::Clock::time_point> DeviceManager::next_retry() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& [syspath, r] : retries_) {
+    if (!next || r.due < *next) next = r.due;
+  }
+  return next;
+}
+
+void DeviceManager::retry_due(Clock::time_point now) {
+  std::vector<std::string> due;
+  for (const auto& [syspath, r] : retries_) {
+    if (r.due <= now) due.push_back(syspath);
+  }
+  for (const auto& syspath : due) {
+    auto it = retries_.find(syspath);
+    if (it == retries_.end()) continue;  // settled meanwhile, by an earlier one
+    auto found = leases_.find(syspath);
+    if (!found) {
+      log::error("device leases: ", found.error().message());
+      it->second.delay = std::min(it->second.delay * 2, kLastRetry);
+      it->second.due = Clock::now() + it->second.delay;
+      continue;
+    }
+    if (!*found) {
+      settled(syspath);
+      continue;
+    }
+    udev::Lease lease = **found;
+    const auto t0 = Clock::now();
+    if (lease.state == "revoking") {
+      finish_revoke(lease, t0);
+    } else if (lease.state == "attaching") {
+      if (auto leader = locate_(lease.container)) {
+        attach(lease, *leader, t0);
+      } else {
+        // Stopped meanwhile: handed over at its next start.
+        settled(syspath);
+        lease.state = "pending";
+        if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
+        record("pending", lease, t0);
+      }
+    } else {
+      settled(syspath);
+    }
+  }
+}
+
+void DeviceManager::record(const std::string& action, const udev::Lease& lease, Clock::time_point arrived,
+                           const std::string& detail) {
   udev::DeviceEvent e;
   e.at_ms = now_ms();
   e.action = action;
   e.container = lease.container;
   e.devnode = lease.devnode;
   e.syspath = lease.syspath;
-  e.latency_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - arrived).count();
+  e.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - arrived).count();
   e.detail = detail;
   if (auto s = leases_.add_event(e); !s) log::warning("recording a device event: ", s.error().message());
   const double ms = static_cast<double>(e.latency_us) / 1000.0;
@@ -131,18 +257,17 @@ Result<std::string> DeviceManager::detach_device(const std::string& id) {
   if (!all) return all.error();
   for (const auto& lease : *all) {
     if (device_id(lease) != id && lease.devnode != id) continue;
-    const auto t0 = std::chrono::steady_clock::now();
-    if (auto s = detach(lease, lease.state == "attached" ? locate_(lease.container) : std::nullopt); !s) {
-      return s.error().context("detaching " + lease.devnode + " from " + lease.container);
+    if (!revoke(lease, Clock::now(), "by command")) {
+      const auto& r = retries_.at(lease.syspath);
+      return fail("detaching " + lease.devnode + " from " + lease.container + ": " + r.error +
+                  "; it stays revoking and is retried");
     }
-    if (auto s = leases_.remove(lease.syspath); !s) return s.error();
-    record("detach", lease, t0, "by command");
     return lease.devnode + " detached from " + lease.container;
   }
   return fail("no device \"" + id + "\" is leased to a container");
 }
 
-void DeviceManager::handle(const udev::Device& d, std::chrono::steady_clock::time_point arrived) {
+void DeviceManager::handle(const udev::Device& d, Clock::time_point arrived) {
   if (!udev::handled_device(d) && d.action != "remove") return;
   auto existing = leases_.find(d.syspath);
   if (!existing) {
@@ -150,25 +275,17 @@ void DeviceManager::handle(const udev::Device& d, std::chrono::steady_clock::tim
     return;
   }
   if (d.action == "remove") {
-    if (!*existing) return;
-    const udev::Lease& lease = **existing;
-    auto leader = locate_(lease.container);
-    if (auto s = detach(lease, lease.state == "attached" ? leader : std::nullopt); !s) {
-      record("error", lease, arrived, "detach: " + s.error().message());
-    }
-    if (auto s = leases_.remove(lease.syspath); !s) log::error("device leases: ", s.error().message());
-    record("detach", lease, arrived);
+    if (*existing) revoke(**existing, arrived);
     return;
   }
   auto match = match_device(config_, d);
-  if (*existing && (!match || match->container != (*existing)->container)) {
-    // No rule wants it any more, or another container does now.
-    const udev::Lease& old = **existing;
-    if (auto s = detach(old, old.state == "attached" ? locate_(old.container) : std::nullopt); !s) {
-      record("error", old, arrived, "detach: " + s.error().message());
-    }
-    (void)leases_.remove(old.syspath);
-    record("detach", old, arrived);
+  std::optional<udev::NodeSpec> node;
+  if (match) node = node_for(d, *match->device_rule);
+  if (*existing && (!match || match->container != (*existing)->container || !same_node(**existing, *node))) {
+    // No rule wants it any more, another container does now, or it is
+    // another node: the old grant goes first. Should that fail, the device
+    // is handed over once the retried revoke succeeds.
+    if (!revoke(**existing, arrived, "", match ? std::optional<udev::Device>(d) : std::nullopt)) return;
     existing->reset();
   }
   if (!match) return;
@@ -177,38 +294,35 @@ void DeviceManager::handle(const udev::Device& d, std::chrono::steady_clock::tim
   lease.container = match->container;
   lease.rule = match->rule;
   lease.subsystem = d.subsystem;
-  const udev::NodeSpec node = node_for(d, *match->device_rule);
-  lease.devnode = node.devnode;
-  lease.major = node.major;
-  lease.minor = node.minor;
-  lease.links = node.links;
-  lease.group = node.group;
-  lease.mode = node.mode;
+  lease.devnode = node->devnode;
+  lease.major = node->major;
+  lease.minor = node->minor;
+  lease.links = node->links;
+  lease.group = node->group;
+  lease.mode = node->mode;
   lease.since_ms = *existing ? (*existing)->since_ms : now_ms();
-  lease.state = "pending";
   auto leader = locate_(lease.container);
-  if (*existing && (*existing)->state == "attached" && leader) {
+  if (!leader) {
+    // Nothing granted (a revoking lease's grant went with its container).
+    settled(lease.syspath);
+    lease.state = "pending";
+    if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
+    record("pending", lease, arrived);
+    return;
+  }
+  if (*existing && (*existing)->state == "attached") {
     const udev::Lease& e = **existing;
-    if (e.container == lease.container && e.rule == lease.rule && e.devnode == lease.devnode &&
-        e.major == lease.major && e.minor == lease.minor && e.links == lease.links && e.group == lease.group &&
-        e.mode == lease.mode) {
+    if (e.rule == lease.rule && e.links == lease.links && e.group == lease.group && e.mode == lease.mode) {
       return;  // attached as it should be (a "change" that changes nothing farmhand uses)
     }
   }
-  std::string action = "pending";
-  if (leader) {
-    if (auto s = attach(lease, *leader); !s) {
-      record("error", lease, arrived, "attach: " + s.error().message());
-    } else {
-      action = "attach";
-    }
-  }
-  if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
-  record(action, lease, arrived);
+  // A lease left attaching or revoking with the same device for the same
+  // container is attached again: every step can be repeated.
+  attach(lease, *leader, arrived);
 }
 
 void DeviceManager::reconcile(const std::vector<udev::Device>& present) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   std::set<std::string> seen;
   for (const auto& d : present) {
     seen.insert(d.syspath);
@@ -217,10 +331,10 @@ void DeviceManager::reconcile(const std::vector<udev::Device>& present) {
     auto existing = leases_.find(d.syspath);
     // A lease marked attached may have lost its node (container restarted
     // while the agent was down): attach again, idempotently.
-    if (existing && *existing && (*existing)->state == "attached") {
+    if (udev::handled_device(d) && existing && *existing && (*existing)->state == "attached") {
       udev::Lease l = **existing;
-      l.state = "pending";
-      (void)leases_.put(l);
+      l.state = "attaching";
+      if (auto s = leases_.put(l); !s) log::error("device leases: ", s.error().message());
     }
     handle(as_add, t0);
   }
@@ -231,11 +345,9 @@ void DeviceManager::reconcile(const std::vector<udev::Device>& present) {
   }
   for (const auto& lease : *all) {
     if (seen.count(lease.syspath)) continue;
-    // Unplugged while the agent was not watching.
-    udev::Device gone;
-    gone.action = "remove";
-    gone.syspath = lease.syspath;
-    handle(gone, t0);
+    // Unplugged while the agent was not watching, or while it was taking
+    // it back or handing it over: whatever was granted is revoked.
+    revoke(lease, t0);
   }
 }
 
@@ -245,17 +357,25 @@ void DeviceManager::container_stopped(const std::string& name) {
     log::error("device leases: ", all.error().message());
     return;
   }
+  const auto t0 = Clock::now();
   for (auto lease : *all) {
     if (lease.container != name || lease.state == "pending") continue;
+    if (lease.state == "revoking") {
+      // Finished by the stop (its grant went with the container), unless
+      // the container is still found.
+      finish_revoke(lease, t0);
+      continue;
+    }
     // Its /dev went with it; the cgroup entry too, or it is reset at start.
+    settled(lease.syspath);
     lease.state = "pending";
     if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
-    record("pending", lease, std::chrono::steady_clock::now());
+    record("pending", lease, t0);
   }
 }
 
 void DeviceManager::container_started(const std::string& name) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   auto all = leases_.all();
   if (!all) {
     log::error("device leases: ", all.error().message());
@@ -264,19 +384,20 @@ void DeviceManager::container_started(const std::string& name) {
   auto leader = locate_(name);
   for (auto lease : *all) {
     if (lease.container != name) continue;
+    if (lease.state == "revoking") {
+      // Taken back now: a runtime DeviceAllow= entry outlives a restart.
+      finish_revoke(lease, t0);
+      continue;
+    }
     if (!leader) {
+      settled(lease.syspath);
       if (lease.state != "pending") {
         lease.state = "pending";
-        (void)leases_.put(lease);
+        if (auto s = leases_.put(lease); !s) log::error("device leases: ", s.error().message());
       }
       continue;
     }
-    if (auto s = attach(lease, *leader); !s) {
-      record("error", lease, t0, "attach: " + s.error().message());
-      continue;
-    }
-    (void)leases_.put(lease);
-    record("attach", lease, t0);
+    attach(lease, *leader, t0);
   }
 }
 
