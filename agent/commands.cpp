@@ -354,7 +354,25 @@ int cmd_devices(const Invocation& inv) {
       row["state"] = match ? "not leased (is the agent running?)" : "";
       row["since"] = "";
     }
+    row["present"] = true;
     out.push_back(std::move(row));
+  }
+  // Leases of devices no longer present: a take-back the agent is still
+  // retrying ("revoking"), or one it has not seen yet.
+  for (const auto& [syspath, l] : leases) {
+    udev::Device gone;
+    gone.links = l.links;
+    out.push_back(nlohmann::ordered_json{{"device", l.devnode},
+                                         {"subsystem", l.subsystem},
+                                         {"usb_id", ""},
+                                         {"serial", ""},
+                                         {"path", ""},
+                                         {"by_id", udev::by_id_names(gone)},
+                                         {"rule", l.rule},
+                                         {"container", l.container},
+                                         {"state", l.state},
+                                         {"since", since(l.since_ms)},
+                                         {"present", false}});
   }
   if (json) {
     std::printf("%s\n", out.dump(2).c_str());
@@ -363,7 +381,8 @@ int cmd_devices(const Invocation& inv) {
   std::printf("%-16s %-10s %-24s %-12s %-10s %s\n", "DEVICE", "USB ID", "SERIAL", "CONTAINER", "STATE", "SINCE");
   for (const auto& r : out) {
     std::printf("%-16s %-10s %-24s %-12s %-10s %s\n", r["device"].get<std::string>().c_str(),
-                r["usb_id"].get<std::string>().c_str(), r["serial"].get<std::string>().c_str(),
+                r["present"].get<bool>() ? r["usb_id"].get<std::string>().c_str() : "unplugged",
+                r["serial"].get<std::string>().c_str(),
                 r["container"].get<std::string>().empty() ? "-" : r["container"].get<std::string>().c_str(),
                 r["state"].get<std::string>().empty() ? "-" : r["state"].get<std::string>().c_str(),
                 r["since"].get<std::string>().c_str());

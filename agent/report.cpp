@@ -154,10 +154,14 @@ nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
   }
   nlohmann::json devices = nlohmann::json::array();
   for (const auto& l : in.leases) {
+    // The lease's own state (state.db's CHECK allows only these); anything
+    // else would get the whole inventory refused, so it reads as pending.
+    const bool known =
+        l.state == "attached" || l.state == "pending" || l.state == "attaching" || l.state == "revoking";
     nlohmann::json row = {{"id", device_id(l)},
                           {"node", l.devnode},
                           {"container", l.container},
-                          {"state", l.state == "attached" ? "attached" : "pending"}};
+                          {"state", known ? l.state : "pending"}};
     if (l.since_ms > 0) row["since"] = l.since_ms;
     devices.push_back(std::move(row));
   }

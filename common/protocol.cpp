@@ -194,7 +194,7 @@ Inventory read_inventory(const json& j) {
     Reader d(devices[i], p);
     (void)d.string("id");
     (void)d.string("container");
-    (void)d.one_of("state", {"attached", "pending"});
+    (void)d.one_of("state", {"attached", "pending", "attaching", "revoking"});
     (void)d.optional_string("node");
     if (d.find("since") != nullptr) (void)d.time("since");
   }

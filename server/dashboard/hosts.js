@@ -5,6 +5,15 @@
 
 import {byId, clear, diskPercent, el, kib, liveTime, load1, memoryPercent, sparkline} from './util.js';
 
+// What a device's state means, on hovering it. "attaching" and "revoking"
+// are a hand-over the agent has not finished: it retries until it has.
+const kDeviceStates = {
+  attached: 'in the container, usable',
+  pending: 'waits for its container to run',
+  attaching: 'being handed over; the agent retries until it is attached',
+  revoking: 'being taken back; the agent retries until its access is revoked',
+};
+
 // actions: {isAdmin(): bool, request({host, action, container|device, label})}
 export class HostsView {
   constructor(store, actions) {
@@ -155,15 +164,24 @@ export class HostsView {
         el('td', {'data-label': 'Host'}, host.name),
         el('td', {class: 'mono', 'data-label': 'Container', 'data-testid': 'device-container'}, d.container || '—'),
         el('td', {'data-label': 'State'},
-           el('span', {class: `badge dev-${d.state}`, 'data-testid': 'device-state'}, d.state)),
+           el('span', {class: `badge dev-${d.state}`, 'data-testid': 'device-state',
+                       title: Object.hasOwn(kDeviceStates, d.state) ? kDeviceStates[d.state] : undefined}, d.state)),
         el('td', {'data-label': 'Since'}, d.since ? liveTime(d.since, 'ago') : '—'),
-        el('td', {class: 'actions'}, admin && d.state === 'attached'
+        // A device left attaching or revoking may hold a grant: detaching
+        // it takes that back now rather than at the agent's next retry.
+        el('td', {class: 'actions'}, admin && ['attached', 'attaching', 'revoking'].includes(d.state)
           ? this.button(host, 'detach', {device: d.id}, `detach ${d.id} from ${d.container} on ${host.name}`)
           : null)));
     }
     byId('devices-empty').hidden = devices.length > 0;
-    const attached = devices.filter(({d}) => d.state === 'attached').length;
-    byId('devices-summary').textContent = devices.length ? `${attached} attached, ${devices.length - attached} pending` : '';
+    const count = (state) => devices.filter(({d}) => d.state === state).length;
+    // Attached and pending always; the states of an unfinished hand-over
+    // only while there are any.
+    const parts = [`${count('attached')} attached`, `${count('pending')} pending`];
+    for (const state of ['attaching', 'revoking']) {
+      if (count(state)) parts.push(`${count(state)} ${state}`);
+    }
+    byId('devices-summary').textContent = devices.length ? parts.join(', ') : '';
   }
 }
 

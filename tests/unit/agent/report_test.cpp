@@ -71,5 +71,28 @@ TEST(Inventory, MapsStatesHealthAndLeasesIntoAValidFrame) {
       << std::get<protocol::ProtocolError>(decoded).message;
 }
 
+TEST(Inventory, SendsEachLeaseStateAsItIs) {
+  InventoryInput in;
+  in.host = {{"hostname", "builder-01"}};
+  for (const char* state : {"attached", "pending", "attaching", "revoking"}) {
+    udev::Lease l;
+    l.devnode = std::string("/dev/ttyUSB") + std::to_string(in.leases.size());
+    l.container = "a";
+    l.state = state;
+    in.leases.push_back(l);
+  }
+  const auto body = inventory_body(in, 99);
+  ASSERT_EQ(body["devices"].size(), 4U);
+  EXPECT_EQ(body["devices"][0]["state"], "attached");
+  EXPECT_EQ(body["devices"][1]["state"], "pending");
+  EXPECT_EQ(body["devices"][2]["state"], "attaching");
+  EXPECT_EQ(body["devices"][3]["state"], "revoking");
+  nlohmann::json frame = body;
+  frame["type"] = "inventory";
+  auto decoded = protocol::decode_agent_frame(frame.dump());
+  ASSERT_TRUE(std::holds_alternative<protocol::AgentFrame>(decoded))
+      << std::get<protocol::ProtocolError>(decoded).message;
+}
+
 }  // namespace
 }  // namespace farmhand::agent

@@ -146,6 +146,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "bad_frame", "/containers/0/state: expected one of running, stopped, failed, unknown"},
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[],\"devices\":[7]}", "bad_frame",
                  "/devices/0: expected an object"},
+        BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[],\"devices\":[{\"id\":\"x\","
+                 "\"container\":\"c\",\"state\":\"detaching\"}]}",
+                 "bad_frame", "/devices/0/state: expected one of attached, pending, attaching, revoking"},
         BadFrame{"{\"type\":\"command_result\",\"id\":\"c-1\",\"ok\":\"yes\",\"message\":\"\"}", "bad_frame",
                  "/ok: expected true or false"}));
 
