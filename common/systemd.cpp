@@ -29,15 +29,36 @@ class BusSystemd final : public SystemdControl {
   BusSystemd(const BusSystemd&) = delete;
   BusSystemd& operator=(const BusSystemd&) = delete;
 
-  Status daemon_reload() override { return call("Reload"); }
-  Status start_unit(const std::string& unit) override { return job("StartUnit", unit); }
-  Status stop_unit(const std::string& unit) override { return job("StopUnit", unit); }
-  Status restart_unit(const std::string& unit) override { return job("RestartUnit", unit); }
+  Status daemon_reload() override {
+    return on_live_bus([&] { return call("Reload"); });
+  }
+  Status start_unit(const std::string& unit) override {
+    return on_live_bus([&] { return job("StartUnit", unit); });
+  }
+  Status stop_unit(const std::string& unit) override {
+    return on_live_bus([&] { return job("StopUnit", unit); });
+  }
+  Status restart_unit(const std::string& unit) override {
+    return on_live_bus([&] { return job("RestartUnit", unit); });
+  }
   Status reload_or_try_restart_unit(const std::string& unit) override {
-    return job("ReloadOrTryRestartUnit", unit);
+    return on_live_bus([&] { return job("ReloadOrTryRestartUnit", unit); });
+  }
+  Result<DeviceAllowList> device_allow(const std::string& unit) override {
+    return on_live_bus([&] { return get_device_allow(unit); });
+  }
+  Status set_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) override {
+    return on_live_bus([&] { return put_device_allow(unit, entries, reset); });
+  }
+  Result<std::optional<pid_t>> machine_leader(const std::string& machine) override {
+    return on_live_bus([&] { return get_machine_leader(machine); });
+  }
+  Result<std::string> active_state(const std::string& unit) override {
+    return on_live_bus([&] { return get_active_state(unit); });
   }
 
-  Result<DeviceAllowList> device_allow(const std::string& unit) override {
+ private:
+  Result<DeviceAllowList> get_device_allow(const std::string& unit) {
     sd_bus_error err = SD_BUS_ERROR_NULL;
     sd_bus_message* reply = nullptr;
     int r = sd_bus_call_method(bus_, kDest, kPath, kManager, "LoadUnit", &err, &reply, "s", unit.c_str());
@@ -68,7 +89,7 @@ class BusSystemd final : public SystemdControl {
     return out;
   }
 
-  Status set_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) override {
+  Status put_device_allow(const std::string& unit, const DeviceAllowList& entries, bool reset) {
     sd_bus_message* m = nullptr;
     int r = sd_bus_message_new_method_call(bus_, &m, kDest, kPath, kManager, "SetUnitProperties");
     auto append_list = [&](const DeviceAllowList& list) {
@@ -103,7 +124,13 @@ class BusSystemd final : public SystemdControl {
     return {};
   }
 
+
+ public:
   Status watch_machines() override {
+    watching_ = true;
+    if (sd_bus_is_open(bus_) <= 0) {
+      if (auto s = reconnect(); !s) return s;
+    }
     if (machine_slot_ != nullptr) return {};
     int r = sd_bus_match_signal(bus_, &machine_slot_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
                                 "org.freedesktop.machine1.Manager", "MachineNew", &BusSystemd::on_machine_new, this);
@@ -126,7 +153,9 @@ class BusSystemd final : public SystemdControl {
     return out;
   }
 
-  Result<std::optional<pid_t>> machine_leader(const std::string& machine) override {
+
+ private:
+  Result<std::optional<pid_t>> get_machine_leader(const std::string& machine) {
     sd_bus_error err = SD_BUS_ERROR_NULL;
     sd_bus_message* reply = nullptr;
     int r = sd_bus_call_method(bus_, "org.freedesktop.machine1", "/org/freedesktop/machine1",
@@ -159,7 +188,7 @@ class BusSystemd final : public SystemdControl {
     return std::optional<pid_t>(static_cast<pid_t>(leader));
   }
 
-  Result<std::string> active_state(const std::string& unit) override {
+  Result<std::string> get_active_state(const std::string& unit) {
     sd_bus_error err = SD_BUS_ERROR_NULL;
     sd_bus_message* reply = nullptr;
     int r = sd_bus_call_method(bus_, kDest, kPath, kManager, "GetUnit", &err, &reply, "s",
@@ -189,7 +218,38 @@ class BusSystemd final : public SystemdControl {
     return out;
   }
 
- private:
+  // The bus closes under a caller that held it unused for long: the system
+  // bus drops a connection whose handshake was not completed within its
+  // auth_timeout (a cold apply builds a base for minutes between connecting
+  // and its first call), and dbus-daemon may restart. A call that failed on
+  // a closed bus is made again once, on a new connection; a call refused by
+  // systemd is not.
+  template <typename F>
+  auto on_live_bus(F&& f) -> decltype(f()) {
+    if (sd_bus_is_open(bus_) <= 0) {
+      if (auto s = reconnect(); !s) return s.error();
+    }
+    auto out = f();
+    if (!out && sd_bus_is_open(bus_) <= 0) {
+      if (auto s = reconnect(); !s) return s.error();
+      out = f();
+    }
+    return out;
+  }
+
+  Status reconnect() {
+    sd_bus* fresh = nullptr;
+    int r = sd_bus_open_system(&fresh);
+    if (r < 0) return fail("cannot connect to the system bus again: " + errno_text(-r));
+    machine_slot_ = sd_bus_slot_unref(machine_slot_);
+    machine_removed_slot_ = sd_bus_slot_unref(machine_removed_slot_);
+    sd_bus_flush_close_unref(bus_);
+    bus_ = fresh;
+    if (watching_) return watch_machines();
+    return {};
+  }
+
+  bool watching_ = false;
   // Jobs removed since we subscribed, by object path -> result ("done", ...).
   std::map<std::string, std::string> removed_;
   sd_bus_slot* machine_slot_ = nullptr;
