@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 
 echo "== build (warnings are errors)"
 scripts/setup.sh -DFARMHAND_WERROR=ON
-echo "== build with sanitizers"
-FARMHAND_BUILD_DIR=build-asan scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON \
+echo "== build with sanitizers (the unit tests only: they are what runs under them)"
+FARMHAND_BUILD_DIR=build-asan FARMHAND_BUILD_TARGETS="farmhand_common_tests farmhand_provisioner_tests
+  farmhand_agent_tests farmhand_udev_tests farmhand_server_tests" scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON \
   -DCMAKE_BUILD_TYPE=Debug
 
 echo "== unit tests under AddressSanitizer and UBSan"

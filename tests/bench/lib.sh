@@ -18,10 +18,11 @@ export LC_ALL=C  # '.' as the decimal point in every printf and awk
 
 FH=${1:?usage: $0 /path/to/farmhand}
 FH=$(readlink -f "$FH")
-# Base trees persist across runs in their own cache; farmhand keys them by
-# distro, release, arch, package set and recipe, so a stale base is never
-# reused.
-BENCH_CACHE=${FARMHAND_BENCH_CACHE:-/var/cache/farmhand-bench}
+# Base trees persist across runs in the test cache that the integration
+# tests use too (FARMHAND_TEST_CACHE), so a base is built once for both
+# tiers; farmhand keys them by distro, release, arch, package set and
+# recipe, so a stale base is never reused.
+BENCH_CACHE=${FARMHAND_BENCH_CACHE:-${FARMHAND_TEST_CACHE:-/var/cache/farmhand-tests}}
 # Per-command time limits (seconds): a cold base build, everything else.
 COLD_TIMEOUT=${FARMHAND_BENCH_COLD_TIMEOUT:-900}
 CMD_TIMEOUT=${FARMHAND_BENCH_CMD_TIMEOUT:-300}

@@ -76,13 +76,16 @@ for c in json.load(sys.stdin)["containers"]:
         print(c["gateway"])' "$1"
 }
 
-# Sets the containers of the test host's agent.json, keeping the rest.
+# Sets the containers of the test host's agent.json, keeping the rest, with
+# the apt proxy as the Debian mirror: a base not yet in the cache is built
+# inside the test host, through the proxy.
 set_containers() {  # AGENT_JSON NAME...
-  python3 - "$@" <<'PY'
+  python3 - "$(aptproxy_mirror)" "$@" <<'PY'
 import json, sys
-path, names = sys.argv[1], sys.argv[2:]
+mirror, path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 with open(path) as f:
     c = json.load(f)
+c.setdefault("mirrors", {})["debian"] = mirror
 c["containers"] = [{"name": n, "distro": "debian", "release": "bookworm", "arch": "amd64",
                     "packages": ["cmake", "openssh-server"]} for n in names]
 with open(path + ".new", "w") as f:

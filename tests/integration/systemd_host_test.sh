@@ -3,17 +3,35 @@
 # systemd-nspawn@NAME through D-Bus, and the containers come back by
 # themselves after a reboot. The host is a booted test host (testhost.sh)
 # with the farmhand binary and the base-tree cache bind-mounted in.
+#
+# With FARMHAND_TESTHOST_CGROUP=unified the test host boots on the unified
+# cgroup v2 hierarchy, and its first apply starts from nothing: an empty
+# base-tree cache, so the base is built inside it through the apt proxy
+# (minutes, with no call to systemd), and then the containers are started
+# through D-Bus, first time, no retry.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/testhost.sh"
 
 make_root WORK
 HOSTDIR=$WORK/fhost
-BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind="$TEST_CACHE":/var/cache/farmhand)
+if [ "$TESTHOST_CGROUP" = unified ]; then
+  mkdir -p "$WORK/empty-cache"
+  HOST_CACHE=$WORK/empty-cache
+else
+  HOST_CACHE=$TEST_CACHE
+fi
+BOOT_ARGS=(--bind-ro="$(dirname "$FH")":/opt/farmhand --bind="$HOST_CACHE":/var/cache/farmhand)
 testhost_init "$HOSTDIR"
 
 testcase_boot_a_test_host() {
   testhost_image
   testhost_boot "${BOOT_ARGS[@]}"
+  in_testhost stat -fc %T /sys/fs/cgroup
+  if [ "$TESTHOST_CGROUP" = unified ]; then
+    assert_eq cgroup2fs "$OUT" "the unified test host's /sys/fs/cgroup"
+  else
+    [ "$OUT" != cgroup2fs ] || fail "the hybrid test host booted on the unified hierarchy"
+  fi
   mkdir -p "$HOSTDIR/etc/farmhand"
   cat > "$HOSTDIR/etc/farmhand/agent.json" <<JSON
 {"containers": [{"name": "sd-a", "distro": "debian", "release": "bookworm", "arch": "amd64",
@@ -21,11 +39,19 @@ testcase_boot_a_test_host() {
                 {"name": "sd-b", "distro": "debian", "release": "bookworm", "arch": "amd64",
                  "packages": ["cmake", "openssh-server"], "boot": false}]}
 JSON
+  aptproxy_use_in "$HOSTDIR/etc/farmhand/agent.json"
 }
 
 testcase_apply_starts_containers_through_systemd() {
+  local t0=$SECONDS
   farmhand_in_testhost apply
   assert_eq 0 "$RC" "apply in the test host: $OUT"
+  echo "    first apply: $((SECONDS - t0)) s"
+  if [ "$TESTHOST_CGROUP" = unified ]; then
+    # From nothing: the base was built here, through the apt proxy.
+    assert_contains "$OUT" ": building"
+    [ -d "$HOST_CACHE/images" ] || fail "no base tree in the test host's empty cache"
+  fi
   assert_contains "$OUT" "[sd-a] start systemd-nspawn@sd-a.service  done"
   # No network manager here: the plain backend (ip, from the unit's drop-in)
   # and systemd-resolved give sd-a its gateway and DNS.
@@ -100,6 +126,10 @@ RULES
   assert_contains "$OUT" "sai" "sd-a's build user in dialout"
   in_testhost stat -c '%a %g' "/proc/$leader/root/dev/tty62"
   assert_eq "660 $gid" "$OUT" "the node in sd-a"
+  # Opened by sai from inside sd-a's own cgroup, where the device policy
+  # holds (a process entered with nsenter would escape it).
+  in_testhost systemd-run -M sd-a --uid=sai --wait --pipe --quiet sh -c 'exec 3<>/dev/tty62 && echo opened'
+  assert_eq opened "$OUT" "sai opening /dev/tty62 in sd-a (status $RC)"
   # The baseline of systemd-nspawn@.service stays.
   in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
   assert_contains "$OUT" "/dev/net/tun rwm"

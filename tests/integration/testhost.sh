@@ -10,13 +10,23 @@
 #   nm        NetworkManager and firewalld, as on a desktop-style build host
 #   networkd  systemd-networkd, systemd-resolved and nftables, no NetworkManager
 # Every flavor has the tools the tests use inside it (ping, dig, socat) and
-# farmhand's prerequisites, since the test host has no route out.
+# farmhand's prerequisites, since the test host has no route out. Its one way
+# to the package archive is the apt proxy of aptproxy.sh on its link "apt0":
+# a test that lets farmhand bootstrap in the test host makes the proxy the
+# Debian mirror of its agent.json (aptproxy_use_in).
 #
 # The image is cached in $TEST_CACHE/testhost-FLAVOR-KEY, where KEY covers
 # this file, so any change to how it is built rebuilds it rather than
 # reusing it.
 
+source "$(dirname "${BASH_SOURCE[0]}")/aptproxy.sh"
+
 TESTHOST_FLAVOR=${TESTHOST_FLAVOR:-minimal}
+# The cgroup layout the test host boots with: "hybrid" (this machine's own)
+# or "unified" (cgroup v2 only, what most real hosts run). A unified test
+# host runs in cgroups of its own (below), with the bpf system call allowed
+# so that its systemd can load device programs.
+TESTHOST_CGROUP=${TESTHOST_CGROUP:-${FARMHAND_TESTHOST_CGROUP:-hybrid}}
 # The shared libraries farmhand links (libsqlite3, libwebsockets, libgit2).
 TESTHOST_PACKAGES=(systemd-container libsqlite3-0 libwebsockets17 libgit2-1.5 iproute2)
 case $TESTHOST_FLAVOR in
@@ -45,9 +55,10 @@ testhost_image() {
     apt-get install -y -q --no-install-recommends "${TESTHOST_PACKAGES[@]}" >>"$partial.log" 2>&1 ||
     { tail -20 "$partial.log"; return 1; }
   if [ "$TESTHOST_FLAVOR" = nm ]; then
-    # The tests' own "upstream" link is not NetworkManager's to configure.
+    # The tests' own "upstream" and apt proxy links are not NetworkManager's
+    # to configure.
     mkdir -p "$partial/etc/NetworkManager/conf.d"
-    printf '[main]\nno-auto-default+=interface-name:fhup*\n\n[device-fh-upstream]\nmatch-device=interface-name:fhup*\nmanaged=0\n' \
+    printf '[main]\nno-auto-default+=interface-name:fhup*,interface-name:apt0\n\n[device-fh-upstream]\nmatch-device=interface-name:fhup*;interface-name:apt0\nmanaged=0\n' \
       > "$partial/etc/NetworkManager/conf.d/80-fh-upstream.conf"
   fi
   if [ "$TESTHOST_FLAVOR" = networkd ]; then
@@ -66,9 +77,13 @@ testhost_image() {
 TESTHOST_DIR=
 TESTHOST_PIDFILE=
 
+# Call it at the script's top level: it also starts the apt proxy, which
+# lasts until the script exits.
 testhost_init() {
   TESTHOST_DIR=$1
   TESTHOST_PIDFILE=$1.pid
+  aptproxy_start || exit 1
+  if [ "$TESTHOST_CGROUP" = unified ]; then testhost_cgroups || exit 1; fi
   on_exit testhost_poweroff
 }
 
@@ -80,13 +95,37 @@ testhost_boot() {
   [ -d "$dir" ] || cp -a "$TESTHOST_IMAGE" "$dir"
   # A name of its own per run, so a leftover from an earlier run can never
   # hold its ve- interface.
-  systemd-nspawn --register=no --keep-unit -q -b -M "fh$$" --capability=all --network-veth \
-    -D "$dir" "$@" >>"$dir.console" 2>&1 &
+  local nspawn=(systemd-nspawn --register=no --keep-unit -q -b -M "fh$$" --capability=all --network-veth
+                -D "$dir" "$@")
+  if [ "$TESTHOST_CGROUP" = unified ]; then
+    (
+      echo "$BASHPID" >"/sys/fs/cgroup/systemd/fhtest$$/cgroup.procs" &&
+        echo "$BASHPID" >"/sys/fs/cgroup/unified/fhtest$$/cgroup.procs" &&
+        SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec "${nspawn[@]}" --system-call-filter=bpf
+    ) >>"$dir.console" 2>&1 &
+  else
+    "${nspawn[@]}" >>"$dir.console" 2>&1 &
+  fi
   local pid=$!
   echo "$pid" >"$TESTHOST_PIDFILE"
   wait_for 60 bash -c "pgrep -P $pid || ! kill -0 $pid"
   kill -0 "$pid" 2>/dev/null || fail "the test host did not boot: $(tail -5 "$dir.console")"
   wait_for 120 bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
+  aptproxy_link_up
+}
+
+# A unified test host's own cgroups in this machine's named systemd and
+# unified hierarchies, so that it never touches their roots; removed at exit
+# (after the power-off registered later), deepest first.
+testhost_cgroups() {
+  local h
+  for h in systemd unified; do
+    [ -d "/sys/fs/cgroup/$h" ] || { fail "/sys/fs/cgroup/$h is missing: this machine is not on a hybrid cgroup layout"; return 1; }
+    if [ ! -d "/sys/fs/cgroup/$h/fhtest$$" ]; then
+      mkdir "/sys/fs/cgroup/$h/fhtest$$"
+      on_exit "find /sys/fs/cgroup/$h/fhtest$$ -depth -type d -exec rmdir {} + 2>/dev/null"
+    fi
+  done
 }
 
 # The pid of the test host's systemd: the child of its systemd-nspawn.
