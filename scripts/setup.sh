@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what farmhand needs from Debian's archive (only what is missing)
 # and builds it into build/. Usage: scripts/setup.sh [extra cmake options]
+# FARMHAND_BUILD_DIR names another build directory, and FARMHAND_BUILD_TARGETS
+# (space-separated) builds only those targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +16,8 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config
   libwebsockets-dev libgit2-dev libsqlite3-dev nlohmann-json3-dev libudev-dev libsystemd-dev
   libssl-dev googletest libgtest-dev libgmock-dev
-  # run
-  systemd-container debootstrap iproute2 btrfs-progs udev
+  # run (nftables: the containers' masquerade on a host without systemd)
+  systemd-container debootstrap iproute2 btrfs-progs udev nftables
   # tests and benchmarks
   # (openssh-server: the private-repository test runs its own sshd on loopback)
   sqlite3 python3 time procps openssh-server
@@ -54,4 +56,7 @@ fi
 
 BUILD_DIR=${FARMHAND_BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-cmake --build "$BUILD_DIR"
+targets=()
+# shellcheck disable=SC2206  # split on purpose
+[ -z "${FARMHAND_BUILD_TARGETS:-}" ] || targets=(--target ${FARMHAND_BUILD_TARGETS})
+cmake --build "$BUILD_DIR" "${targets[@]}"
