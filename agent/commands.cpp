@@ -13,6 +13,7 @@
 
 #include "agent/devices.h"
 #include "agent/progress.h"
+#include "agent/run_network.h"
 #include "agent/runtime.h"
 #include "agent/wiring.h"
 #include "common/fs.h"
@@ -97,6 +98,7 @@ void split_command(const std::vector<std::string>& args, std::vector<std::string
 
 void print_plan_with_host(const provisioner::Plan& plan) {
   print_plan(plan);
+  for (const auto& w : plan.host_network.choice.warnings) std::printf("!   warning: %s\n", w.c_str());
   if (plan.host_change.has_work()) {
     std::printf("~   host network (%s, firewall %s)\n",
                 std::string(provisioner::to_string(plan.host_network.choice.backend)).c_str(),
@@ -433,9 +435,34 @@ int cmd_shell(const Invocation& inv) {
       log::error("no container named \"", name, "\" is managed by farmhand");
       return kExitFailed;
     }
+    const bool systemd = inv.root == "/" && host_booted_with_systemd();
     if (row->state != "running") {
-      log::error("container \"", name, "\" is ", row->state, ": start it with `farmhand start ", name, "`");
+      log::error("container \"", name, "\" is ", row->state, ": ",
+                 systemd ? "start it with `farmhand start " + name + "`"
+                         : "boot it with `farmhand run " + name + "` (this host has no systemd as PID 1)");
       return kExitFailed;
+    }
+    if (!systemd) {
+      // No machined to ask: join the container's init, started by
+      // `farmhand run`, and become the user there (runuser, from
+      // util-linux, is in every distro's base).
+      ContainerLocator locator(HostRoot(inv.root), nullptr);
+      auto leader = locator.leader(name);
+      if (!leader) {
+        log::error("container \"", name, "\" stopped meanwhile: boot it with `farmhand run ", name, "`");
+        return kExitFailed;
+      }
+      std::error_code ec;
+      std::vector<std::string> args = {fs::read_symlink("/proc/self/exe", ec).string(), "enter", "--target",
+                                       std::to_string(*leader), "--cwd", "/", "--", "runuser"};
+      if (command.empty()) {
+        args.insert(args.end(), {"--login", user});
+      } else {
+        args.insert(args.end(), {"-u", user, "--"});
+        args.insert(args.end(), command.begin(), command.end());
+      }
+      ::setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+      return exec_or_fail(args);
     }
     auto machinectl = find_program("machinectl");
     if (!machinectl) {
@@ -505,6 +532,13 @@ int cmd_run(const Invocation& inv) {
     // record: this process becomes its systemd-nspawn.
     if (auto s = record_running(root, layout->spec.name); !s) {
       log::warning("devices will not follow this container: ", s.error().message());
+    }
+    // Without systemd nothing else configures the host end of the link:
+    // a helper does, for as long as this process (then nspawn) runs.
+    if (auto net = run_network_plan(root, *layout, inv.root == "/" && host_booted_with_systemd())) {
+      if (auto s = start_run_network(root, *net); !s) {
+        log::warning("the container's network is not configured: ", s.error().message());
+      }
     }
     // With an agent listening, nspawn tells it when the container runs.
     if (path_exists(root.map(kNotifySocket))) ::setenv("NOTIFY_SOCKET", root.map(kNotifySocket).c_str(), 1);

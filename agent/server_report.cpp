@@ -221,6 +221,11 @@ nlohmann::json ServerReport::inventory() {
   if (wired) {
     in.host = host_facts(HostRoot(inv_.root), (*wired)->provisioner->network_choice());
     if (!config_commit_.empty()) in.host["config_commit"] = config_commit_;
+    // What the dashboard may offer: starting and stopping containers needs
+    // systemd (without it they run from `farmhand run`, in the foreground).
+    in.host["actions"] = (*wired)->systemd != nullptr
+                             ? nlohmann::json::array({"apply", "reprovision", "detach", "start", "stop", "restart"})
+                             : nlohmann::json::array({"apply", "reprovision", "detach"});
     if (auto rows = (*wired)->provisioner->status(); rows) {
       in.containers = std::move(*rows);
     } else {

@@ -165,6 +165,14 @@ Inventory read_inventory(const json& j) {
                           "config_commit"}) {
     (void)hr.optional_string(key, kMaxIdBytes, true);
   }
+  if (hr.find("actions") != nullptr) {
+    const json& actions = hr.array("actions");
+    for (size_t i = 0; i < actions.size(); ++i) {
+      if (!actions[i].is_string() || actions[i].get_ref<const std::string&>().size() > kMaxIdBytes) {
+        refuse("bad_frame", "/host/actions/" + std::to_string(i) + ": expected an action name");
+      }
+    }
+  }
   const json& containers = r.array("containers");
   for (size_t i = 0; i < containers.size(); ++i) {
     const std::string p = "/containers/" + std::to_string(i);

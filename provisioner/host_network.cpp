@@ -107,6 +107,7 @@ HostFacts observe_host_facts(const HostRoot& root) {
   f.firewalld = unit_enabled(root, "firewalld.service");
   f.nft = path_exists(root.map("/usr/sbin/nft")) || path_exists(root.map("/sbin/nft"));
   f.networkd_ve_claim = find_networkd_ve_claim(root);
+  f.systemd_booted = path_exists(root.map("/run/systemd/system"));
   return f;
 }
 
@@ -185,6 +186,22 @@ NetworkChoice choose_network(const AgentConfig& config, const HostFacts& facts, 
     case FirewallBackend::kNone:
       c.firewall = FirewallBackend::kNone;
       break;
+  }
+  if (c.backend == NetworkBackend::kPlain) {
+    // NetworkManager's shared mode and networkd (IPMasquerade=) masquerade
+    // by themselves; the plain backend relies on the firewall.
+    if (c.firewall == FirewallBackend::kNone) {
+      c.warnings.push_back(
+          "nothing masquerades the containers' traffic (no firewalld, no nft tool): they cannot reach past this "
+          "host. Install nftables (farmhand then loads its own tables), or masquerade " +
+          config.pool.str() + " in your own firewall");
+    }
+    // Without systemd, `farmhand run` answers DNS on each gateway itself.
+    if (facts.systemd_booted && !facts.resolved) {
+      c.warnings.push_back(
+          "systemd-resolved is not enabled: nothing answers DNS on the containers' gateways, so name lookups "
+          "fail inside them. Enable it (systemctl enable --now systemd-resolved)");
+    }
   }
   return c;
 }

@@ -28,6 +28,7 @@ struct HostFacts {
   // A .network file (not farmhand's) through which networkd would manage
   // ve-* interfaces, such as systemd's own 80-container-ve.network; empty if none.
   std::string networkd_ve_claim;
+  bool systemd_booted = false;  // the host runs systemd as PID 1 (/run/systemd/system)
 };
 
 HostFacts observe_host_facts(const HostRoot& root);
@@ -39,6 +40,9 @@ struct NetworkChoice {
   FirewallBackend firewall = FirewallBackend::kNone;
   std::string zone = "vm";
   std::vector<std::string> conflicts;  // refusals, for the plan
+  // What works but leaves the containers short (no way out, no DNS): the
+  // plan says so, and apply goes on.
+  std::vector<std::string> warnings;
 };
 
 // Resolves "auto" against the host and refuses impossible combinations.

@@ -891,6 +891,8 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
     if (impl_->systemd != nullptr && cs.state == "ready") {
       auto active = impl_->systemd->active_state(unit_of(name));
       if (active) cs.state = *active == "active" ? "running" : "stopped";
+    } else if (cs.state == "ready" && impl_->leader_of && impl_->leader_of(name)) {
+      cs.state = "running";  // started by `farmhand run`, on a host without systemd
     }
     if (auto payload = impl_->state->payload(name); payload) {
       const ContainerSpec* spec = nullptr;
@@ -939,7 +941,9 @@ void Provisioner::set_payload_runtime(std::string helper,
 
 Result<std::map<std::string, NetworkHealth>> Provisioner::network_health(std::chrono::milliseconds timeout) {
   std::map<std::string, NetworkHealth> out;
-  if (impl_->systemd == nullptr) return out;
+  // Without systemd, the containers `farmhand run` started (found through
+  // leader_of) are checked the same way.
+  if (impl_->systemd == nullptr && !impl_->leader_of) return out;
   if (auto s = impl_->open_state_if_present(); !s) return s.error();
   auto recs = impl_->records();
   if (!recs) return recs.error();
@@ -949,6 +953,10 @@ Result<std::map<std::string, NetworkHealth>> Provisioner::network_health(std::ch
   std::vector<std::pair<std::string, pid_t>> running;
   for (const auto& [name, rec] : *recs) {
     if (rec.phase != Phase::kReady || subnets.count(name) == 0) continue;
+    if (impl_->systemd == nullptr) {
+      if (auto leader = impl_->leader_of(name)) running.emplace_back(name, *leader);
+      continue;
+    }
     auto leader = impl_->systemd->machine_leader(name);
     if (!leader) return leader.error();
     if (*leader) running.emplace_back(name, **leader);

@@ -135,8 +135,12 @@ export class HostsView {
 
   containerButtons(host, c) {
     const running = c.state === 'running';
+    // An agent says which actions its host supports (no start, stop or
+    // restart without systemd); an older one does not, and gets all three.
+    const supported = host.inventory && host.inventory.host && host.inventory.host.actions;
+    const offered = (action) => !Array.isArray(supported) || supported.includes(action);
     const actions = [['restart', true], ['start', !running], ['stop', running]];
-    return actions.filter(([, shown]) => shown).map(([action]) =>
+    return actions.filter(([action, shown]) => shown && offered(action)).map(([action]) =>
       this.button(host, action, {container: c.name}, `${action} ${c.name} on ${host.name}`));
   }
 

@@ -27,6 +27,13 @@ JSON
 
 fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
 
+# This machine's nft stands for the test host's own: with it, farmhand picks
+# its nftables firewall for the root (it looks for the tool in the root).
+if [ -x /usr/sbin/nft ]; then
+  mkdir -p "$ROOT/usr/sbin"
+  ln -s /usr/sbin/nft "$ROOT/usr/sbin/nft"
+fi
+
 # The state of the host that a no-op apply must leave untouched.
 host_state() { tree_listing "$ROOT" var/cache var/lib/farmhand/state.db var/lib/farmhand/state.db-wal var/lib/farmhand/state.db-shm "$@"; }
 
@@ -127,27 +134,118 @@ PrivateUsersOwnership=auto"
   assert_contains "$OUT" "hello"
 }
 
+# A DNS query for NAME to SERVER:53 over UDP from the network namespace of
+# process PID; prints the answer's rcode (NOERROR, SERVFAIL, ...).
+dns_rcode_from() {  # PID SERVER NAME
+  nsenter -t "$1" -n python3 - "$2" "$3" <<'PY'
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, (server, 53))
+a = s.recv(4096)
+assert a[:2] == q[:2], "the answer has another id"
+print({0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}.get(a[3] & 15, a[3] & 15))
+PY
+}
+
+# The child of process PID in a PID namespace of its own (a container's init).
+init_of() {  # PID
+  local c
+  for c in $(pgrep -P "$1"); do
+    [ "$(readlink "/proc/$c/ns/pid")" != "$(readlink "/proc/$1/ns/pid")" ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+# Without systemd, `farmhand run` configures the host end of the link
+# itself: the gateway address on ve-NAME, forwarding, farmhand's nftables
+# tables with masquerade, and DNS on the gateway; all gone when it stops.
+# "Upstream" is a network namespace of the test's own (10.98.0.2), with a
+# listener that answers each connection with the address it sees, and no
+# route back to the containers: only masqueraded traffic is answered.
 testcase_boot_with_private_network() {
-  local log=$ROOT/boot.log pid leader
+  local log=$ROOT/boot.log pid leader up=fhup$$
+  command -v nft >/dev/null || fail "nft is not installed (scripts/setup.sh installs nftables)"
+  ip netns add "$up"
+  on_exit "ip netns delete $up"
+  ip link add "$up" type veth peer name "${up}p" netns "$up"
+  on_exit "ip link delete $up 2>/dev/null"
+  ip address add 10.98.0.1/24 dev "$up"
+  ip link set "$up" up
+  ip -n "$up" address add 10.98.0.2/24 dev "${up}p"
+  ip -n "$up" link set "${up}p" up
+  ip -n "$up" link set lo up
+  ip netns exec "$up" python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.98.0.2", 8080))
+s.listen(8)
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode() + b"\n")
+    c.close()
+' &
+  track_pid $!
+  local forward_before
+  forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
+
   setsid "$FH" --root "$ROOT" --config "$CONFIG" run it-bw-a >"$log" 2>&1 &
   pid=$!
   track_pid "$pid"
   wait_for 60 ip link show ve-it-bw-a
-  # The container's init is the child of systemd-nspawn (our pid after exec).
-  wait_for 30 pgrep -P "$pid"
-  leader=$(pgrep -P "$pid" | head -1)
+  # The container's init: nspawn's child (nspawn is our pid after exec) in
+  # a PID namespace of its own.
+  wait_for 30 init_of "$pid"
+  leader=$(init_of "$pid")
   wait_for 60 bash -c "nsenter -t $leader -a systemctl is-system-running | grep -qE 'running|degraded'"
-  # The host side of the veth is the host backend's job (NetworkManager or
-  # networkd); stand in for it here.
-  ip addr add 192.168.80.1/24 dev ve-it-bw-a
-  ip link set ve-it-bw-a up
+  wait_for 30 bash -c "ip -br address show ve-it-bw-a | grep -q 'UP.*192.168.80.1/24'"
   wait_for 30 bash -c "nsenter -t $leader -a ip -br addr show host0 | grep -q '192.168.80.9/24'"
   assert_contains "$(nsenter -t "$leader" -a ip route)" "default via 192.168.80.1 dev host0"
   assert_eq "it-bw-a-$HOSTPART" "$(nsenter -t "$leader" -a hostname)" "booted hostname"
   assert_eq active "$(nsenter -t "$leader" -a systemctl is-active systemd-networkd)"
+  # From inside: the gateway answers ping and DNS, and a connection out is
+  # masqueraded.
+  nsenter -t "$leader" -n ping -c 1 -W 2 192.168.80.1 >/dev/null || fail "the gateway does not answer ping"
+  local rcode
+  rcode=$(dns_rcode_from "$leader" 192.168.80.1 localhost) || fail "no DNS answer on the gateway"
+  echo "    DNS on the gateway answered $rcode"
+  assert_eq 1 "$(cat /proc/sys/net/ipv4/ip_forward)" "IPv4 forwarding while it runs"
+  nft list table ip farmhand_nat >/dev/null || fail "farmhand's nat table is not loaded"
+  local seen
+  seen=$(nsenter -t "$leader" -n python3 -c '
+import socket
+s = socket.create_connection(("10.98.0.2", 8080), timeout=5)
+print(s.makefile().readline().strip())')
+  assert_eq 10.98.0.1 "$seen" "the source address upstream sees (masquerade)"
+  # status: running, with the network checked from inside.
+  fhc status --json
+  assert_eq 0 "$RC" "$OUT"
+  assert_eq "running True" "$(echo "$OUT" | python3 -c '
+import json, sys
+c = [c for c in json.load(sys.stdin)["containers"] if c["name"] == "it-bw-a"][0]
+print(c["state"], c.get("network", {}).get("healthy"))')" "it-bw-a in status --json"
+  # A shell in it, without machined: through its init.
+  fhc shell it-bw-a --user sai -- id -un
+  assert_eq "0 sai" "$RC $OUT" "farmhand shell it-bw-a --user sai -- id -un"
+
   kill -TERM "$pid"
   timeout 60 tail --pid="$pid" -f /dev/null
   assert_missing /sys/class/net/ve-it-bw-a
+  # The helper tears down right after nspawn exits.
+  wait_for 10 bash -c "! nft list table ip farmhand_nat >/dev/null 2>&1"
+  nft list table inet farmhand >/dev/null 2>&1 && fail "farmhand's filter table is still loaded"
+  assert_eq "$forward_before" "$(cat /proc/sys/net/ipv4/ip_forward)" "IPv4 forwarding after the stop"
+  fhc status --json
+  assert_eq ready "$(echo "$OUT" | python3 -c '
+import json, sys
+print([c for c in json.load(sys.stdin)["containers"] if c["name"] == "it-bw-a"][0]["state"])')"
+  fhc shell it-bw-a
+  assert_eq 1 "$RC" "$OUT"
+  assert_contains "$OUT" "boot it with \`farmhand run it-bw-a\`"
 }
 
 testcase_second_apply_does_nothing() {
