@@ -316,9 +316,24 @@ void DeviceManager::handle(const udev::Device& d, Clock::time_point arrived) {
       return;  // attached as it should be (a "change" that changes nothing farmhand uses)
     }
   }
+  // A "change" that renamed the device's by-id or by-path links: the old
+  // names go once the new ones are there, or they would lead nowhere.
+  std::vector<std::string> stale;
+  if (*existing && (*existing)->container == lease.container) {
+    for (const auto& link : (*existing)->links) {
+      if (std::find(lease.links.begin(), lease.links.end(), link) == lease.links.end()) stale.push_back(link);
+    }
+  }
   // A lease left attaching or revoking with the same device for the same
   // container is attached again: every step can be repeated.
-  attach(lease, *leader, arrived);
+  if (attach(lease, *leader, arrived) && !stale.empty()) {
+    udev::NodeSpec old = node_of(lease);
+    old.links = stale;
+    if (auto s = nodes_.remove_links(udev::ContainerRuntime{lease.container, *leader}, old); !s) {
+      log::warning("device ", lease.devnode, ": removing its old links in ", lease.container, ": ",
+                   s.error().message());
+    }
+  }
 }
 
 void DeviceManager::reconcile(const std::vector<udev::Device>& present) {

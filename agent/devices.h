@@ -48,6 +48,7 @@ class SystemdDeviceAccess final : public udev::DeviceAccess {
 struct NodeOps {
   std::function<Status(const udev::ContainerRuntime&, const udev::NodeSpec&)> create = udev::create_node;
   std::function<Status(const udev::ContainerRuntime&, const udev::NodeSpec&)> remove = udev::remove_node;
+  std::function<Status(const udev::ContainerRuntime&, const udev::NodeSpec&)> remove_links = udev::remove_links;
 };
 
 // Every grant is covered by a lease: a lease is written "attaching" before

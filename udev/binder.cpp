@@ -448,6 +448,42 @@ Status create_node(const ContainerRuntime& c, const NodeSpec& node) {
   return {};
 }
 
+namespace {
+
+// Removes the links of `node` that lead to its node, below `root`.
+Status remove_own_links(int root, const NodeSpec& node, const std::string& who) {
+  for (const auto& link : node.links) {
+    auto dir = open_dir_if_exists(root, parent_of(link), who);
+    if (!dir) return dir.error();
+    if (dir->get() < 0) continue;
+    const std::string name = name_of(link);
+    auto existing = read_link(dir->get(), name, link, who);
+    if (!existing) return existing.error();
+    // Only our own link: the name may already lead to another device.
+    if (!existing->has_value() || **existing != link_target(link, node.devnode)) continue;
+    if (::unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+      return io_error(who, "remove", link, errno);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status remove_links(const ContainerRuntime& c, const NodeSpec& node) {
+  const std::string who = shown_container(c);
+  for (const auto& link : node.links) {
+    if (auto s = check_dev_path(link, who, "link"); !s) return s;
+  }
+  auto root = open_container_root(c.leader, who);
+  if (!root) {
+    if (c.leader > 0 && !path_exists("/proc/" + std::to_string(c.leader))) return {};
+    return root.error();
+  }
+  if (auto s = remove_own_links(root->get(), node, who); !s) return s;
+  return prune_dirs(root->get(), node, who);
+}
+
 Status remove_node(const ContainerRuntime& c, const NodeSpec& node) {
   const std::string who = shown_container(c);
   if (auto s = check_dev_path(node.devnode, who, "device node"); !s) return s;
@@ -460,20 +496,7 @@ Status remove_node(const ContainerRuntime& c, const NodeSpec& node) {
     if (c.leader > 0 && !path_exists("/proc/" + std::to_string(c.leader))) return {};
     return root.error();
   }
-
-  for (const auto& link : node.links) {
-    auto dir = open_dir_if_exists(root->get(), parent_of(link), who);
-    if (!dir) return dir.error();
-    if (dir->get() < 0) continue;
-    const std::string name = name_of(link);
-    auto existing = read_link(dir->get(), name, link, who);
-    if (!existing) return existing.error();
-    // Only our own link: the name may already lead to another device.
-    if (!existing->has_value() || **existing != link_target(link, node.devnode)) continue;
-    if (::unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-      return io_error(who, "remove", link, errno);
-    }
-  }
+  if (auto s = remove_own_links(root->get(), node, who); !s) return s;
 
   auto dir = open_dir_if_exists(root->get(), parent_of(node.devnode), who);
   if (!dir) return dir.error();

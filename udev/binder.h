@@ -65,6 +65,9 @@ std::unique_ptr<DeviceAccess> make_device_access_for_host();
 // The node and its symlinks inside the container.
 Status create_node(const ContainerRuntime& c, const NodeSpec& node);
 Status remove_node(const ContainerRuntime& c, const NodeSpec& node);
+// Only the symlinks of `node.links` that lead to `node.devnode` (a `change`
+// event renamed them: the node stays, the old names go).
+Status remove_links(const ContainerRuntime& c, const NodeSpec& node);
 
 // The container-side gid of a group in the container's /etc/group (through
 // /proc/LEADER/root), then mapped to the host through the leader's gid_map.

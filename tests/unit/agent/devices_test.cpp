@@ -105,6 +105,10 @@ class DeviceManagerTest : public ::testing::Test {
       nodes_.erase(key(c.name, node));
       return {};
     };
+    nodes.remove_links = [this](const udev::ContainerRuntime& c, const udev::NodeSpec& node) -> Status {
+      for (const auto& l : node.links) removed_links_.push_back(c.name + " " + l);
+      return {};
+    };
     manager_ = std::make_unique<DeviceManager>(
         config_, *leases_, *access_,
         [this](const std::string& name) -> std::optional<pid_t> {
@@ -166,6 +170,7 @@ class DeviceManagerTest : public ::testing::Test {
   std::set<std::string> nodes_;
   int create_failures_ = 0;
   int nodes_without_grant_ = 0;
+  std::vector<std::string> removed_links_;            // "container link"
   std::vector<std::array<std::string, 3>> records_;  // action, container, detail
   std::unique_ptr<DeviceManager> manager_;
 };
@@ -431,6 +436,80 @@ TEST_F(DeviceManagerTest, AStateDbThatCannotTakeTheLeaseGetsNoGrant) {
   EXPECT_EQ(access_->allows, 0);
   EXPECT_TRUE(access_->granted.empty());
   EXPECT_EQ(count("error"), 1U);
+}
+
+}  // namespace
+}  // namespace farmhand::agent
+
+namespace farmhand::agent {
+namespace {
+
+// A "change" event that renames the by-id link: the node stays, the new
+// name is made and the old one removed, and the lease keeps the new one.
+TEST_F(DeviceManagerTest, AChangeThatRenamesTheLinkRemovesTheOldName) {
+  start();
+  attach_board();
+  udev::Device renamed = board("change");
+  renamed.links = {"/dev/serial/by-id/usb-FTDI_Renamed_A1-if00-port0"};
+  manager_->handle(renamed, Clock::now());
+  EXPECT_EQ(state(), "attached");
+  EXPECT_EQ(lease()->links, renamed.links);
+  EXPECT_EQ(removed_links_, (std::vector<std::string>{"fw /dev/serial/by-id/usb-FTDI_FT232R_A1-if00-port0"}));
+  EXPECT_EQ(nodes_, (std::set<std::string>{"fw 188:0"}));
+  // The same change again changes nothing.
+  removed_links_.clear();
+  manager_->handle(renamed, Clock::now());
+  EXPECT_TRUE(removed_links_.empty());
+}
+
+// The same adapter back with another minor number (re-enumerated under the
+// same syspath): the old grant and node go, the new ones come.
+TEST_F(DeviceManagerTest, AReEnumeratedAdapterWithANewMinorGetsOnlyTheNewGrant) {
+  start();
+  attach_board();
+  udev::Device again = board("add");
+  again.minor = 1;
+  again.devnode = "/dev/ttyUSB1";
+  manager_->handle(again, Clock::now());
+  EXPECT_EQ(state(), "attached");
+  EXPECT_EQ(lease()->minor, 1U);
+  EXPECT_EQ(access_->granted, (std::set<std::string>{"fw 188:1"}));
+  EXPECT_EQ(nodes_, (std::set<std::string>{"fw 188:1"}));
+}
+
+// Two identical adapters without serial numbers, on two ports: the rules
+// tell them apart by ID_PATH, and each goes to its own container.
+TEST_F(DeviceManagerTest, IdenticalSerialLessAdaptersAreToldApartByTheirPort) {
+  udev::DeviceRule left;
+  left.match.usb_ids = {{"0403", "6001"}};
+  left.match.path = "pci-0000:00:14.0-usb-0:1:1.0";
+  udev::DeviceRule right = left;
+  right.match.path = "pci-0000:00:14.0-usb-0:2:1.0";
+  config_.containers[0].devices = {left};
+  config_.containers[1].devices = {right};
+  start();
+  auto adapter = [](int port, unsigned minor) {
+    udev::Device d;
+    d.action = "add";
+    d.syspath = "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-" + std::to_string(port) + "/1-" +
+                std::to_string(port) + ":1.0/ttyUSB" + std::to_string(minor) + "/tty/ttyUSB" + std::to_string(minor);
+    d.subsystem = "tty";
+    d.devnode = "/dev/ttyUSB" + std::to_string(minor);
+    d.major = 188;
+    d.minor = minor;
+    d.properties = {{"ID_VENDOR_ID", "0403"}, {"ID_MODEL_ID", "6001"},
+                    {"ID_PATH", "pci-0000:00:14.0-usb-0:" + std::to_string(port) + ":1.0"}};
+    d.links = {"/dev/serial/by-path/pci-0000:00:14.0-usb-0:" + std::to_string(port) + ":1.0-port0"};
+    return d;
+  };
+  manager_->handle(adapter(2, 0), Clock::now());  // the right-hand one enumerates first
+  manager_->handle(adapter(1, 1), Clock::now());
+  EXPECT_EQ(access_->granted, (std::set<std::string>{"other 188:0", "fw 188:1"}));
+  EXPECT_EQ(nodes_, (std::set<std::string>{"other 188:0", "fw 188:1"}));
+  udev::Device gone = adapter(2, 0);
+  gone.action = "remove";
+  manager_->handle(gone, Clock::now());
+  EXPECT_EQ(access_->granted, (std::set<std::string>{"fw 188:1"}));
 }
 
 }  // namespace
