@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <map>
 
+#include "common/log.h"
+
 namespace farmhand {
 
 namespace {
@@ -245,6 +247,7 @@ class BusSystemd final : public SystemdControl {
     machine_removed_slot_ = sd_bus_slot_unref(machine_removed_slot_);
     sd_bus_flush_close_unref(bus_);
     bus_ = fresh;
+    log::notice("the system bus connection had closed; connected again");
     if (watching_) return watch_machines();
     return {};
   }

@@ -20,7 +20,8 @@ PACKAGES=(
   systemd-container debootstrap iproute2 btrfs-progs udev nftables
   # tests and benchmarks
   # (openssh-server: the private-repository test runs its own sshd on loopback)
-  sqlite3 python3 time procps openssh-server
+  # (iputils-ping: pings a gateway from inside a container's network namespace)
+  sqlite3 python3 time procps openssh-server iputils-ping
 )
 
 missing=()
