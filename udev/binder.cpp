@@ -468,25 +468,13 @@ Status remove_own_links(int root, const NodeSpec& node, const std::string& who) 
   return {};
 }
 
-}  // namespace
-
-Status remove_links(const ContainerRuntime& c, const NodeSpec& node) {
+// Removes the links of `node` that lead to its node and, with `with_node`,
+// the node itself, inside the container.
+Status remove_in_container(const ContainerRuntime& c, const NodeSpec& node, bool with_node) {
   const std::string who = shown_container(c);
-  for (const auto& link : node.links) {
-    if (auto s = check_dev_path(link, who, "link"); !s) return s;
+  if (with_node) {
+    if (auto s = check_dev_path(node.devnode, who, "device node"); !s) return s;
   }
-  auto root = open_container_root(c.leader, who);
-  if (!root) {
-    if (c.leader > 0 && !path_exists("/proc/" + std::to_string(c.leader))) return {};
-    return root.error();
-  }
-  if (auto s = remove_own_links(root->get(), node, who); !s) return s;
-  return prune_dirs(root->get(), node, who);
-}
-
-Status remove_node(const ContainerRuntime& c, const NodeSpec& node) {
-  const std::string who = shown_container(c);
-  if (auto s = check_dev_path(node.devnode, who, "device node"); !s) return s;
   for (const auto& link : node.links) {
     if (auto s = check_dev_path(link, who, "link"); !s) return s;
   }
@@ -497,6 +485,7 @@ Status remove_node(const ContainerRuntime& c, const NodeSpec& node) {
     return root.error();
   }
   if (auto s = remove_own_links(root->get(), node, who); !s) return s;
+  if (!with_node) return prune_dirs(root->get(), node, who);
 
   auto dir = open_dir_if_exists(root->get(), parent_of(node.devnode), who);
   if (!dir) return dir.error();
@@ -514,6 +503,12 @@ Status remove_node(const ContainerRuntime& c, const NodeSpec& node) {
   }
   return prune_dirs(root->get(), node, who);
 }
+
+}  // namespace
+
+Status remove_links(const ContainerRuntime& c, const NodeSpec& node) { return remove_in_container(c, node, false); }
+
+Status remove_node(const ContainerRuntime& c, const NodeSpec& node) { return remove_in_container(c, node, true); }
 
 namespace {
 
