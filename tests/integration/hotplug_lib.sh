@@ -22,7 +22,10 @@ cat > "$CONFIG" <<JSON
 JSON
 
 udevd_start() {
-  if pgrep -x systemd-udevd >/dev/null; then
+  # A udevd answering on this host's control socket, not any process named
+  # so: a booted test host's udevd (another test's) serves only its own
+  # /run and would never see these rules.
+  if udevadm control --ping -t 2 >/dev/null 2>&1; then
     echo "    (using the systemd-udevd already running)"
     return 0
   fi
@@ -125,12 +128,34 @@ in_container() {  # NAME CG CMD...
   OUT=$(bash -c 'echo $$ > "$1/cgroup.procs" && shift && exec nsenter -t "$@"' _ "$cg" "$(leader "$name")" -a "$@" 2>&1) || RC=$?
 }
 
-daemon_start() {
-  local before
-  before=$(cat "$ROOT/daemon.log" 2>/dev/null | grep -c "reconcile:" || true)
+# Starts the agent in the background and returns at once.
+daemon_launch() {
   "$FH" --root "$ROOT" --config "$CONFIG" daemon >>"$ROOT/daemon.log" 2>&1 &
   echo $! > "$ROOT/daemon.pid"
-  wait_for 60 bash -c "[ \$(grep -c 'reconcile:' '$ROOT/daemon.log') -gt ${before:-0} ]"
+}
+
+# Starts the agent and waits until it has reconciled its devices (it logs
+# "devices: reconciled ..."). Not for its reconcile of the host: that waits
+# up to 90 s for the network of a container that runs no network stack
+# (hp-b runs only a sleep).
+daemon_start() {
+  local before
+  before=$(cat "$ROOT/daemon.log" 2>/dev/null | grep -c "devices: reconciled" || true)
+  daemon_launch
+  wait_for 60 bash -c "[ \$(grep -c 'devices: reconciled' '$ROOT/daemon.log') -gt ${before:-0} ]"
+}
+
+# SIGKILLs the agent, wherever it is, and waits until it is gone. Its exit
+# status goes to $DAEMON_STATUS if this shell started it (137: killed here;
+# anything else: it had ended by itself), else 127.
+daemon_kill() {
+  local pid rc=0
+  DAEMON_STATUS=127
+  pid=$(cat "$ROOT/daemon.pid" 2>/dev/null) || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || rc=$?
+  DAEMON_STATUS=$rc
+  timeout 10 tail --pid="$pid" -f /dev/null
 }
 
 daemon_stop() {
@@ -160,6 +185,8 @@ hotplug_setup() {
   cgroup_make hp-b > "$ROOT/hp-b.cg"
   container_start hp-a "$(cat "$ROOT/hp-a.cg")"
   daemon_start
+  # Its first reconcile of the host too (quick: only hp-a runs, booted).
+  wait_for 60 grep -q 'reconcile:' "$ROOT/daemon.log"
 }
 
 # Fires CYCLES plug/unplug cycles over the three devices back to back, ends

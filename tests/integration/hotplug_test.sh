@@ -76,10 +76,7 @@ testcase_container_started_after_the_plug_gets_the_device() {
 }
 
 testcase_killed_agent_reconciles_when_restarted() {
-  local pid
-  pid=$(cat "$ROOT/daemon.pid")
-  kill -KILL "$pid"
-  timeout 10 tail --pid="$pid" -f /dev/null
+  daemon_kill
   # While no agent runs: one device unplugged, another plugged.
   trigger remove tty61
   trigger add tty60
