@@ -169,6 +169,48 @@ trigger() {  # ACTION SYSNAME
   udevadm trigger --action="$1" --sysname-match="$2"
 }
 
+# Fires a uevent on a tty: a write, not a process (udevadm trigger is one
+# per event, too slow for thousands).
+fire() {  # ACTION SYSNAME
+  echo "$1" > "/sys/class/tty/$2/uevent"
+}
+
+# What the containers, their device cgroups and state.db hold of the
+# serial devices, one sorted line each: the tty nodes (major 4) and the
+# serial links in each container's /dev, the tty entries of its
+# devices.list, and every lease.
+device_state() {
+  _device_state_lines 2>/dev/null | LC_ALL=C sort
+}
+_device_state_lines() {
+  local name l cg
+  for name in hp-a hp-b; do
+    l=$(leader "$name") || { echo "$name not running"; continue; }
+    cg=$(cat "$ROOT/$name.cg")
+    (cd "/proc/$l/root/dev" && stat -c "$name node %n %t:%T" -- * | awk '$4 ~ /^4:/')
+    (cd "/proc/$l/root/dev" && find serial -type l -printf "$name link %p %l\n")
+    sed -n "s/^c 4:/$name cgroup c 4:/p" "$cg/devices.list"
+  done
+  sqlite3 -separator ' ' "$ROOT/var/lib/farmhand/state.db" "SELECT 'lease', devnode, container, state FROM device_leases"
+}
+
+# What device_state must be with the given devices (of ttyS0, tty60 and
+# tty61) plugged in and handed over, and nothing else.
+expected_state() {  # SYSNAME...
+  local d
+  for d in "$@"; do
+    case $d in
+      ttyS0) printf '%s\n' "hp-a node ttyS0 4:40" "hp-a link serial/by-id/$BYID ../../ttyS0" \
+               "hp-a link serial/by-path/pci-0000:00:14.0-usb-0:1:1.0-port0 ../../ttyS0" \
+               "hp-a cgroup c 4:64 rw" "lease /dev/ttyS0 hp-a attached" ;;
+      tty60) printf '%s\n' "hp-a node tty60 4:3c" "hp-a link serial/by-id/usb-1a86_USB_Serial_FHTEST1-if00-port0 ../../tty60" \
+               "hp-a cgroup c 4:60 rw" "lease /dev/tty60 hp-a attached" ;;
+      tty61) printf '%s\n' "hp-b node tty61 4:3d" "hp-b link serial/by-id/usb-Silicon_Labs_CP2102_FHTEST2-if00-port0 ../../tty61" \
+               "hp-b cgroup c 4:61 rw" "lease /dev/tty61 hp-b attached" ;;
+    esac
+  done | LC_ALL=C sort
+}
+
 on_exit cleanup_udev
 on_exit cgroup_remove
 on_exit "container_stop hp-a; container_stop hp-b"

@@ -112,4 +112,89 @@ testcase_a_stopped_container_waits_and_gets_its_devices_back() {
   assert_eq attached "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT state FROM device_leases WHERE devnode='/dev/tty61'")"
 }
 
+testcase_storm_with_the_agent_killed_at_random_points() {
+  # 10,000 plug and unplug events in a random order over the three devices,
+  # fired as fast as udevd takes them (a settle every 50), with the agent
+  # SIGKILLed before 20 random ones and started again after a random number
+  # of further events (0-99) fired while it is down. The seed decides the
+  # events, the kill points and the downtimes (not the exact timing).
+  local events=${FARMHAND_TEST_STORM_EVENTS:-10000} kills=${FARMHAND_TEST_STORM_KILLS:-20} batch=50
+  local seed=${FARMHAND_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
+  echo "    seed $seed (FARMHAND_TEST_SEED=$seed repeats these events and kill points)"
+  RANDOM=$seed
+  local devs=(ttyS0 tty60 tty61) actions=(remove add)
+  local -a ev_dev=() ev_act=()
+  local -A kill_at=()  # event index -> events fired before the restart
+  local i
+  for ((i = 0; i < events; i++)); do
+    ev_dev[i]=$((RANDOM % 3))
+    ev_act[i]=$((RANDOM % 2))
+  done
+  while [ "${#kill_at[@]}" -lt "$kills" ]; do
+    i=$(((RANDOM * 32768 + RANDOM) % (events - 1) + 1))
+    [ -n "${kill_at[$i]:-}" ] || kill_at[$i]=$((RANDOM % 100))
+  done
+  echo "    kills before events: $(printf '%s\n' "${!kill_at[@]}" | sort -n | tr '\n' ' ')"
+
+  local db=$ROOT/var/lib/farmhand/state.db cg_a cg_b other_a other_b first
+  cg_a=$(cat "$ROOT/hp-a.cg")
+  cg_b=$(cat "$ROOT/hp-b.cg")
+  other_a=$(grep -v '^c 4:' "$cg_a/devices.list")
+  other_b=$(grep -v '^c 4:' "$cg_b/devices.list")
+  first=$(sqlite3 "$db" 'SELECT COALESCE(MAX(id), 0) FROM device_events')
+  local starts_before reconciles_before
+  starts_before=$(grep -c 'farmhand agent started' "$ROOT/daemon.log" || true)
+  reconciles_before=$(grep -c 'devices: reconciled' "$ROOT/daemon.log" || true)
+  local restart_at=-1 killed=0 midway=0 t0=$EPOCHREALTIME
+  local -a last=(remove remove remove)
+  for ((i = 0; i < events; i++)); do
+    if [ -n "${kill_at[$i]:-}" ]; then
+      # Down still, with another kill due: started, to be killed at once.
+      [ "$restart_at" -lt 0 ] || daemon_launch
+      kill -0 "$(cat "$ROOT/daemon.pid")" || fail "the agent had ended by itself before kill $((killed + 1))"
+      daemon_kill
+      # 127: not this shell's child (the first), alive until killed.
+      [[ "$DAEMON_STATUS" =~ ^(137|127)$ ]] ||
+        fail "the agent had ended by itself (status $DAEMON_STATUS) before kill $((killed + 1))"
+      killed=$((killed + 1))
+      [ "$(sqlite3 "$db" "SELECT COUNT(*) FROM device_leases WHERE state IN ('attaching', 'revoking')")" = 0 ] ||
+        midway=$((midway + 1))
+      restart_at=$((i + kill_at[$i]))
+    fi
+    if [ "$restart_at" -ge 0 ] && [ "$i" -ge "$restart_at" ]; then
+      daemon_launch
+      restart_at=-1
+    fi
+    fire "${actions[ev_act[i]]}" "${devs[ev_dev[i]]}"
+    last[ev_dev[i]]=${actions[ev_act[i]]}
+    if (((i + 1) % batch == 0)); then udevadm settle -t 60; fi
+  done
+  [ "$restart_at" -lt 0 ] || daemon_launch
+  udevadm settle -t 60
+  local fired present=()
+  fired=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  for i in 0 1 2; do
+    [ "${last[i]}" = add ] && present+=("${devs[i]}")
+  done
+  echo "    $events events fired in $fired s, $killed kills ($midway left a lease attaching or revoking);" \
+    "plugged in at the end: ${present[*]:-none}"
+
+  # Exactly the devices present, with the right container, and nothing else.
+  local expected deadline=$((SECONDS + 60))
+  expected=$(expected_state "${present[@]}")
+  while [ "$(device_state)" != "$expected" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  echo "    settled $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s after the first event"
+  assert_eq "$expected" "$(device_state)" "nodes, links, cgroup entries and leases"
+  assert_eq "$other_a" "$(grep -v '^c 4:' "$cg_a/devices.list")" "hp-a's other cgroup entries"
+  assert_eq "$other_b" "$(grep -v '^c 4:' "$cg_b/devices.list")" "hp-b's other cgroup entries"
+  local pid
+  pid=$(cat "$ROOT/daemon.pid")
+  kill -0 "$pid" || fail "the agent is not running at the end"
+  # An agent killed before its device reconcile was done did none or part
+  # of it: both kinds of kill are wanted.
+  echo "    of $killed agents started again, $(($(grep -c 'farmhand agent started' "$ROOT/daemon.log") - starts_before))" \
+    "logged their start and $(($(grep -c 'devices: reconciled' "$ROOT/daemon.log") - reconciles_before)) reconciled their devices;" \
+    "$(sqlite3 "$db" "SELECT group_concat(n || ' ' || action, ', ') FROM (SELECT action, COUNT(*) AS n FROM device_events WHERE id > $first GROUP BY action)") recorded"
+}
+
 run_testcases
