@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every farmhand benchmark (B1-B8) and prints all their figures.
+# Runs every farmhand benchmark (B1-B9) and prints all their figures.
 #
 #   tests/bench/run_all.sh /path/to/farmhand
 #
@@ -14,7 +14,7 @@ DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 failed=()
 t_all=$EPOCHREALTIME
-for bench in b1_clone_methods b2_noop_apply b3_peak_rss b4_enroll_and_boot b5_hotplug b6_hotplug_systemd b7_server b8_payload; do
+for bench in b1_clone_methods b2_noop_apply b3_peak_rss b4_enroll_and_boot b5_hotplug b6_hotplug_systemd b7_server b8_payload b9_reconcile; do
   echo
   t0=$EPOCHREALTIME
   rc=0
