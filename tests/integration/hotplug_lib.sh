@@ -194,6 +194,23 @@ _device_state_lines() {
   sqlite3 -separator ' ' "$ROOT/var/lib/farmhand/state.db" "SELECT 'lease', devnode, container, state FROM device_leases"
 }
 
+# Whether the agent has read every uevent udevd sent it (its udev socket's
+# receive queue is empty) and waits in its event loop: after `udevadm
+# settle`, it has handled every event by then.
+agent_idle() {
+  local pid inodes
+  pid=$(cat "$ROOT/daemon.pid") || return 1
+  case $(cat "/proc/$pid/wchan" 2>/dev/null) in
+    poll_schedule_timeout* | do_epoll_wait* | ep_poll*) ;;
+    *) return 1 ;;
+  esac
+  inodes=$(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n')
+  # NETLINK_KOBJECT_UEVENT is protocol 15; columns: Eth, Rmem, Inode.
+  awk -v inodes="$inodes" 'BEGIN { n = split(inodes, a, "\n"); for (i = 1; i <= n; i++) mine[a[i]] = 1 }
+    $2 == 15 && ($10 in mine) { found = 1; if ($5 != 0) busy = 1 }
+    END { exit !(found && !busy) }' /proc/net/netlink
+}
+
 # What device_state must be with the given devices (of ttyS0, tty60 and
 # tty61) plugged in and handed over, and nothing else.
 expected_state() {  # SYSNAME...
