@@ -267,7 +267,9 @@ Result<std::string> DeviceManager::detach_device(const std::string& id) {
   return fail("no device \"" + id + "\" is leased to a container");
 }
 
-void DeviceManager::handle(const udev::Device& d, Clock::time_point arrived) {
+void DeviceManager::handle(const udev::Device& d, Clock::time_point arrived) { take(d, arrived, false); }
+
+void DeviceManager::take(const udev::Device& d, Clock::time_point arrived, bool reattach) {
   if (!udev::handled_device(d) && d.action != "remove") return;
   auto existing = leases_.find(d.syspath);
   if (!existing) {
@@ -310,7 +312,7 @@ void DeviceManager::handle(const udev::Device& d, Clock::time_point arrived) {
     record("pending", lease, arrived);
     return;
   }
-  if (*existing && (*existing)->state == "attached") {
+  if (*existing && (*existing)->state == "attached" && !reattach) {
     const udev::Lease& e = **existing;
     if (e.rule == lease.rule && e.links == lease.links && e.group == lease.group && e.mode == lease.mode) {
       return;  // attached as it should be (a "change" that changes nothing farmhand uses)
@@ -343,15 +345,9 @@ void DeviceManager::reconcile(const std::vector<udev::Device>& present) {
     seen.insert(d.syspath);
     udev::Device as_add = d;
     as_add.action = "add";
-    auto existing = leases_.find(d.syspath);
     // A lease marked attached may have lost its node (container restarted
     // while the agent was down): attach again, idempotently.
-    if (udev::handled_device(d) && existing && *existing && (*existing)->state == "attached") {
-      udev::Lease l = **existing;
-      l.state = "attaching";
-      if (auto s = leases_.put(l); !s) log::error("device leases: ", s.error().message());
-    }
-    handle(as_add, t0);
+    take(as_add, t0, true);
   }
   auto all = leases_.all();
   if (!all) {

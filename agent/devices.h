@@ -107,6 +107,9 @@ class DeviceManager {
 
   // Hands the device over: true once attached (and recorded).
   bool attach(udev::Lease lease, pid_t leader, Clock::time_point arrived);
+  // handle(), and with `reattach` an attached lease is attached again even
+  // when nothing about it changed (reconcile: its node may be gone).
+  void take(const udev::Device& device, Clock::time_point arrived, bool reattach);
   // Takes the device back and forgets the lease: true once done (and
   // recorded); false if it failed and waits, revoking, for a retry.
   bool revoke(udev::Lease lease, Clock::time_point arrived, const std::string& detail = "",
