@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
-# Sets up and runs farmhand's whole test suite: unit tests (also under
-# AddressSanitizer and UBSan), libFuzzer runs of the protocol decoder and
-# the config parser, integration tests as root with real debootstrap, nspawn
-# and mounts, a real farmhand-server with real agents, the dashboard in
-# headless Chromium, and the benchmarks, which print figures.
-# Base trees are cached in /var/cache/farmhand-tests between runs.
+# Sets up and runs farmhand's whole test suite: unit tests under
+# AddressSanitizer and UBSan, libFuzzer runs of the protocol decoder and the
+# config parser, the benchmarks, which print figures, and the integration
+# tests as root with real debootstrap, nspawn and mounts, booted test hosts,
+# a real farmhand-server with real agents, and the dashboard in headless
+# Chromium.
+#
+# Everything it builds once is kept in the test cache (FARMHAND_TEST_CACHE,
+# default /var/cache/farmhand-tests): base trees, test-host images and the
+# packages the test hosts fetch through their apt proxy. With an empty cache
+# (FARMHAND_TEST_CACHE=$(mktemp -d)) it builds them all, as on a new machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== build (warnings are errors)"
-scripts/setup.sh -DFARMHAND_WERROR=ON
-echo "== build with sanitizers (the unit tests only: they are what runs under them)"
-FARMHAND_BUILD_DIR=build-asan FARMHAND_BUILD_TARGETS="farmhand_common_tests farmhand_provisioner_tests
-  farmhand_agent_tests farmhand_udev_tests farmhand_server_tests" scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_SANITIZE=ON \
-  -DCMAKE_BUILD_TYPE=Debug
+t_all=$SECONDS
+t_phase=$SECONDS
+phase() {
+  if [ -n "${PHASE:-}" ]; then echo "-- $PHASE: $((SECONDS - t_phase)) s"; fi
+  PHASE=$1
+  t_phase=$SECONDS
+  echo "== $1"
+}
 
-echo "== unit tests under AddressSanitizer and UBSan"
+# The optimised build the integration tests and benchmarks run. The unit
+# tests are built once, in the sanitizer build below, and run there.
+phase "build (warnings are errors)"
+scripts/setup.sh -DFARMHAND_WERROR=ON -DFARMHAND_BUILD_UNIT_TESTS=OFF
+phase "build the unit tests with AddressSanitizer and UBSan"
+FARMHAND_BUILD_DIR=build-asan FARMHAND_BUILD_TARGETS="farmhand_common_tests farmhand_provisioner_tests
+  farmhand_agent_tests farmhand_udev_tests farmhand_server_tests" scripts/setup.sh -DFARMHAND_WERROR=ON \
+  -DFARMHAND_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+phase "unit tests under AddressSanitizer and UBSan"
 ctest --test-dir build-asan -L unit --output-on-failure -j2
 
-echo "== fuzzing the protocol decoder and the config parser (bounded)"
+phase "fuzzing the protocol decoder and the config parser (bounded)"
 scripts/fuzz.sh "${FARMHAND_FUZZ_SECONDS:-60}"
 
-echo "== benchmarks"
+phase "benchmarks"
 tests/bench/run_all.sh build/agent/farmhand
 
-echo "== unit and integration tests"
-ctest --test-dir build --output-on-failure -j2
+phase "integration tests"
+ctest --test-dir build -L integration --output-on-failure
+
+phase "done"
+echo "whole suite: $((SECONDS - t_all)) s"

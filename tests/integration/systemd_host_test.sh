@@ -149,6 +149,37 @@ RULES
   assert_contains "$OUT" "/dev/net/tun rwm"
 }
 
+# B6's figure, measured here rather than on a test host of its own: the
+# agent's latency from udev's event to the node usable in sd-a (DeviceAllow=
+# widened, node made), and back, over FARMHAND_BENCH_HOTPLUG_EVENTS plugs
+# (default 200). Printed, never asserted.
+testcase_hotplug_latency_through_systemd() {
+  local rounds=${FARMHAND_BENCH_HOTPLUG_EVENTS:-200} tl l node db first i deadline
+  tl=$(testhost_leader)
+  l=$(nsenter -t "$tl" -a machinectl show sd-a -p Leader --value)
+  node=/proc/$tl/root/proc/$l/root/dev/tty62
+  db=$HOSTDIR/var/lib/farmhand/state.db
+  first=$(sqlite3 "$db" 'SELECT COALESCE(MAX(id), 0) FROM device_events')
+  deadline=$((SECONDS + 300))
+  for ((i = 0; i < rounds; i++)); do
+    echo add > /sys/class/tty/tty62/uevent
+    while [ ! -c "$node" ]; do [ $SECONDS -lt $deadline ] || fail "tty62 did not come (round $i)"; done
+    echo remove > /sys/class/tty/tty62/uevent
+    while [ -e "$node" ]; do [ $SECONDS -lt $deadline ] || fail "tty62 did not go (round $i)"; done
+  done
+  local action label
+  for action in attach detach; do
+    label="plug to usable in sd-a"
+    [ $action = attach ] || label="unplug to revoked and removed"
+    sqlite3 "$db" "SELECT latency_us FROM device_events WHERE id > $first AND action = '$action'" | sort -n |
+      awk -v l="B6 ($TESTHOST_CGROUP cgroups): $label" '{ v[NR] = $1 } END {
+        if (NR == 0) { print l ": no events"; exit 1 }
+        printf "    %s: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d events)\n", l,
+          v[int((NR - 1) * 0.50) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000, v[NR] / 1000, NR }'
+  done
+  echo "    ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
 # machined tells the agent when the container stops and starts again: the
 # lease waits, pending, and the restarted container gets its device back.
 testcase_device_follows_a_container_restart() {
