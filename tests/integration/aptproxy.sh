@@ -55,9 +55,8 @@ aptproxy_install() {
   if [ -d /run/systemd/system ]; then systemctl disable --now --quiet apt-cacher-ng.service 2>/dev/null || true; fi
 }
 
-# The machine's end of the apt0 link, with its address. The pair goes away
-# with the test host's network namespace when it powers off (the proxy's
-# listening socket stays bound to the address), so each boot makes it again.
+# The machine's end of the link, with its address: made at start so that
+# the proxy can bind to it, its peer left here until the first boot.
 aptproxy_pair() {
   if ! ip link show "$APTPROXY_HOSTIF" >/dev/null 2>&1; then
     ip link add "$APTPROXY_HOSTIF" type veth peer name "$APTPROXY_PEERIF" || return 1
@@ -111,17 +110,22 @@ aptproxy_stop() {
 # The mirror URL a test host gives farmhand for Debian.
 aptproxy_mirror() { echo "http://$APTPROXY_ADDR:$APTPROXY_PORT/debian"; }
 
-# After a boot: the link's other end moved into the test host as apt0, with
-# its address.
+# After a boot: a new pair whose other end is born as "apt0" inside the
+# test host. Born there under that name, not moved and renamed: a network
+# manager in the test host would take a link it first saw under another
+# name, run DHCP on it and drop its address when that times out. The proxy's
+# listening socket stays bound to its address while the link is remade, and
+# the pair goes away with the test host's network namespace at power-off.
 aptproxy_link_up() {
   [ -n "$APTPROXY_DIR" ] || return 0
   local leader
   leader=$(testhost_leader)
-  aptproxy_pair
-  ip link set "$APTPROXY_PEERIF" netns "$leader"
-  nsenter -t "$leader" -n ip link set "$APTPROXY_PEERIF" name apt0
-  nsenter -t "$leader" -n ip address replace "${APTPROXY_NET}2/30" dev apt0
-  nsenter -t "$leader" -n ip link set apt0 up
+  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null
+  ip link add "$APTPROXY_HOSTIF" type veth peer name apt0 netns "$leader" &&
+    ip address replace "$APTPROXY_ADDR/30" dev "$APTPROXY_HOSTIF" &&
+    ip link set "$APTPROXY_HOSTIF" up &&
+    nsenter -t "$leader" -n ip address replace "${APTPROXY_NET}2/30" dev apt0 &&
+    nsenter -t "$leader" -n ip link set apt0 up
 }
 
 # Makes the proxy the Debian mirror of an agent.json (kept 0600).
