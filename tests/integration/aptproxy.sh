@@ -102,7 +102,7 @@ aptproxy_stop() {
   pid=$(cat "$APTPROXY_DIR/pid" 2>/dev/null) || return 0
   kill -TERM "$pid" 2>/dev/null && timeout 20 tail --pid="$pid" -f /dev/null 2>/dev/null
   kill -KILL "$pid" 2>/dev/null
-  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null
+  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null || true  # gone with the last boot
   rm -rf "$APTPROXY_DIR"
   return 0
 }
@@ -120,7 +120,7 @@ aptproxy_link_up() {
   [ -n "$APTPROXY_DIR" ] || return 0
   local leader
   leader=$(testhost_leader)
-  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null
+  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null || true  # gone with the last boot
   ip link add "$APTPROXY_HOSTIF" type veth peer name apt0 netns "$leader" &&
     ip address replace "$APTPROXY_ADDR/30" dev "$APTPROXY_HOSTIF" &&
     ip link set "$APTPROXY_HOSTIF" up &&
