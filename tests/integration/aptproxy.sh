@@ -102,7 +102,7 @@ aptproxy_stop() {
   pid=$(cat "$APTPROXY_DIR/pid" 2>/dev/null) || return 0
   kill -TERM "$pid" 2>/dev/null && timeout 20 tail --pid="$pid" -f /dev/null 2>/dev/null
   kill -KILL "$pid" 2>/dev/null
-  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null || true  # gone with the last boot
+  ip link delete "$APTPROXY_HOSTIF" 2>/dev/null
   rm -rf "$APTPROXY_DIR"
   return 0
 }
