@@ -14,8 +14,9 @@ if [ -n "${missing[*]:-}" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+source scripts/ccache.sh
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DFARMHAND_FUZZ=ON -DFARMHAND_BUILD_TESTS=OFF >/dev/null
+  "${CCACHE_CMAKE_ARGS[@]}" -DFARMHAND_FUZZ=ON -DFARMHAND_BUILD_TESTS=OFF >/dev/null
 cmake --build build-fuzz --target farmhand_protocol_fuzz farmhand_config_fuzz
 
 mkdir -p build-fuzz/artifacts

@@ -2,7 +2,10 @@
 # Installs what farmhand needs from Debian's archive (only what is missing)
 # and builds it into build/. Usage: scripts/setup.sh [extra cmake options]
 # FARMHAND_BUILD_DIR names another build directory, and FARMHAND_BUILD_TARGETS
-# (space-separated) builds only those targets.
+# (space-separated) builds only those targets. With FARMHAND_CCACHE_DIR set,
+# compiles go through ccache with its cache there (scripts/test.sh keeps it
+# in the test cache, so a second run of the suite, even from another clone,
+# compiles only what changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +16,7 @@ fi
 
 PACKAGES=(
   # build
-  cmake ninja-build g++ pkg-config
+  cmake ninja-build g++ pkg-config ccache
   libwebsockets-dev libgit2-dev libsqlite3-dev nlohmann-json3-dev libudev-dev libsystemd-dev
   libssl-dev googletest libgtest-dev libgmock-dev
   # run (nftables: the containers' masquerade on a host without systemd)
@@ -56,7 +59,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 BUILD_DIR=${FARMHAND_BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+source scripts/ccache.sh
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CCACHE_CMAKE_ARGS[@]}" "$@" >/dev/null
 targets=()
 # shellcheck disable=SC2206  # split on purpose
 [ -z "${FARMHAND_BUILD_TARGETS:-}" ] || targets=(--target ${FARMHAND_BUILD_TARGETS})

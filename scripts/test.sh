@@ -7,11 +7,14 @@
 # Chromium.
 #
 # Everything it builds once is kept in the test cache (FARMHAND_TEST_CACHE,
-# default /var/cache/farmhand-tests): base trees, test-host images and the
-# packages the test hosts fetch through their apt proxy. With an empty cache
+# default /var/cache/farmhand-tests): base trees, test-host images, the
+# packages the test hosts fetch through their apt proxy, and compiled
+# objects (ccache). With an empty cache
 # (FARMHAND_TEST_CACHE=$(mktemp -d)) it builds them all, as on a new machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Compiles are cached with the rest, so a warm run builds only what changed.
+export FARMHAND_CCACHE_DIR=${FARMHAND_CCACHE_DIR:-${FARMHAND_TEST_CACHE:-/var/cache/farmhand-tests}/ccache}
 
 t_all=$SECONDS
 t_phase=$SECONDS
