@@ -210,11 +210,10 @@ boot_pl_a() {
   RUN_PID=$!
   track_pid "$RUN_PID"
   wait_for 60 ip link show ve-pl-a
-  # The host side of the veth is the host backend's job; stand in for it
-  # (as provision_test does), so the boot does not wait for the network.
+  # Without systemd, `farmhand run` configures the host end of the link
+  # itself (provision_test checks it in full).
   gateway=$(sed -n 's/^Gateway=//p' "$M/pl-a/etc/systemd/network/50-host0.network")
-  ip addr add "$gateway/24" dev ve-pl-a
-  ip link set ve-pl-a up
+  wait_for 30 bash -c "ip -br address show ve-pl-a | grep -q ' $gateway/24'"
   wait_for 30 pgrep -P "$RUN_PID"
   LEADER=$(pgrep -P "$RUN_PID" | head -1)
   wait_for 90 bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
