@@ -244,8 +244,10 @@ hotplug_setup() {
   cgroup_make hp-b > "$ROOT/hp-b.cg"
   container_start hp-a "$(cat "$ROOT/hp-a.cg")"
   daemon_start
-  # Its first reconcile of the host too (quick: only hp-a runs, booted).
-  wait_for 60 grep -q 'reconcile:' "$ROOT/daemon.log"
+  # Its first reconcile of the host too: only hp-a runs, booted, and its
+  # network is checked from inside, which waits for its boot to bring
+  # host0 up (up to the agent's boot health limit on a loaded machine).
+  wait_for 150 grep -q 'reconcile:' "$ROOT/daemon.log" || { sed 's/^/      /' "$ROOT/daemon.log" | tail -20; false; }
 }
 
 # Fires CYCLES plug/unplug cycles over the three devices back to back, ends
