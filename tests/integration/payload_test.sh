@@ -213,8 +213,8 @@ boot_pl_a() {
   # Without systemd, `farmhand run` configures the host end of the link
   # itself (provision_test checks it in full).
   gateway=$(sed -n 's/^Gateway=//p' "$M/pl-a/etc/systemd/network/50-host0.network")
-  wait_for 30 bash -c "ip -br address show ve-pl-a | grep -q ' $gateway/24'"
-  wait_for 30 pgrep -P "$RUN_PID"
+  wait_for 30 bash -c "ip -br address show ve-pl-a | grep -q ' $gateway/24'" || { cat "$log"; ip -br address show ve-pl-a; false; }
+  wait_for 30 pgrep -P "$RUN_PID" || { cat "$log"; ps -ef --forest | grep -B2 -A5 "run pl-a" | head -30; false; }
   LEADER=$(pgrep -P "$RUN_PID" | head -1)
   wait_for 90 bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
     { cat "$log"; false; }
