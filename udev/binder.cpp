@@ -1,5 +1,6 @@
 #include "udev/binder.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -247,11 +248,32 @@ Result<std::optional<std::string>> read_link(int dir_fd, const std::string& name
   return std::optional<std::string>(std::string(buf, static_cast<size_t>(n)));
 }
 
+// Removes what an agent killed between making a node or link under its
+// temporary name and renaming it left in `dir_fd`: ".NAME.farmhand-*".
+// Only farmhand makes such names, and only one agent runs.
+void remove_stale_temporaries(int dir_fd, const std::string& name) {
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return;
+  }
+  const std::string prefix = "." + name + ".farmhand-";
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::string_view(e->d_name).rfind(prefix, 0) == 0) stale.emplace_back(e->d_name);
+  }
+  for (const auto& n : stale) ::unlinkat(dirfd(d), n.c_str(), 0);
+  ::closedir(d);
+}
+
 // Creates the node under a temporary name, sets its owner and mode, then
 // renames it over whatever is at `name` (a regular file, another device):
 // the container never sees a node with the wrong owner or mode.
 Status place_node(int dir_fd, const std::string& name, const NodeSpec& node, const Owners& owners,
                   const std::string& who) {
+  remove_stale_temporaries(dir_fd, name);
   const std::string tmp = "." + name + ".farmhand-" + random_suffix();
   const mode_t mode = static_cast<mode_t>(node.mode & 07777);
   if (::mknodat(dir_fd, tmp.c_str(), node_type(node) | mode, ::makedev(node.major, node.minor)) !=
@@ -277,6 +299,7 @@ Status create_link(int root_fd, const std::string& link, const NodeSpec& node, c
   if (!dir) return dir.error();
   const std::string name = name_of(link);
   const std::string target = link_target(link, node.devnode);
+  remove_stale_temporaries(dir->get(), name);
   auto existing = read_link(dir->get(), name, link, who);
   if (!existing) return existing.error();
   if (existing->has_value() && **existing == target) return {};
@@ -457,6 +480,7 @@ Status remove_own_links(int root, const NodeSpec& node, const std::string& who) 
     if (!dir) return dir.error();
     if (dir->get() < 0) continue;
     const std::string name = name_of(link);
+    remove_stale_temporaries(dir->get(), name);
     auto existing = read_link(dir->get(), name, link, who);
     if (!existing) return existing.error();
     // Only our own link: the name may already lead to another device.
@@ -491,6 +515,7 @@ Status remove_in_container(const ContainerRuntime& c, const NodeSpec& node, bool
   if (!dir) return dir.error();
   if (dir->get() >= 0) {
     const std::string name = name_of(node.devnode);
+    remove_stale_temporaries(dir->get(), name);
     struct stat st {};
     if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (is_our_node(st, node) && ::unlinkat(dir->get(), name.c_str(), 0) != 0 &&
