@@ -44,7 +44,8 @@ phase "benchmarks"
 tests/bench/run_all.sh build/agent/farmhand
 
 phase "integration tests"
-ctest --test-dir build -L integration --output-on-failure
+# Verbose: the system tests print B4's and B6's figures.
+ctest --test-dir build -L integration --output-on-failure --verbose
 
 phase "done"
 echo "whole suite: $((SECONDS - t_all)) s"
