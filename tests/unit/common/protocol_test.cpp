@@ -144,6 +144,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[{\"name\":\"a\",\"state\":\"on\","
                  "\"network\":\"healthy\"}],\"devices\":[]}",
                  "bad_frame", "/containers/0/state: expected one of running, stopped, failed, unknown"},
+        BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{\"actions\":\"apply\"},\"containers\":[],"
+                 "\"devices\":[]}",
+                 "bad_frame", "/host/actions: expected an array"},
+        BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{\"actions\":[\"apply\",3]},\"containers\":[],"
+                 "\"devices\":[]}",
+                 "bad_frame", "/host/actions/1: expected an action name"},
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[],\"devices\":[7]}", "bad_frame",
                  "/devices/0: expected an object"},
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[],\"devices\":[{\"id\":\"x\","
