@@ -30,6 +30,25 @@ void ConsoleProgress::step_output(const std::string&, std::string_view line) {
   std::fflush(out_);
 }
 
+void ConsoleProgress::step_heartbeat(const std::string& container, std::string_view text) {
+  const std::string line = "[" + container + "] " + std::string(text);
+  if (tty_) {
+    std::fprintf(out_, "\r\033[K%s", line.substr(0, kMaxLine + 40).c_str());
+    live_line_ = true;
+  } else {
+    std::fprintf(out_, "%s\n", line.c_str());
+    last_print_ = std::chrono::steady_clock::now();
+  }
+  std::fflush(out_);
+}
+
+void ConsoleProgress::warning(const std::string& container, std::string_view text) {
+  if (live_line_) std::fputs("\r\033[K", out_);
+  live_line_ = false;
+  std::fprintf(out_, "[%s] warning: %.*s\n", container.c_str(), static_cast<int>(text.size()), text.data());
+  std::fflush(out_);
+}
+
 void ConsoleProgress::step_finished(const std::string& container, const std::string& step,
                                     std::chrono::milliseconds elapsed, const Status& result) {
   if (live_line_) std::fputs("\r\033[K", out_);

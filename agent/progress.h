@@ -1,6 +1,7 @@
 // Prints apply progress: one line per finished step with its elapsed time,
-// and, while a long step runs, the tool's latest output line (redrawn in
-// place on a terminal, every few seconds otherwise).
+// and, while a long step runs, its own label, elapsed time and latest output
+// line (redrawn in place on a terminal, every few seconds otherwise), and its
+// heartbeats (a line each when not on a terminal).
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,8 @@ class ConsoleProgress final : public provisioner::ApplyReporter {
   void step_output(const std::string& container, std::string_view line) override;
   void step_finished(const std::string& container, const std::string& step,
                      std::chrono::milliseconds elapsed, const Status& result) override;
+  void step_heartbeat(const std::string& container, std::string_view text) override;
+  void warning(const std::string& container, std::string_view text) override;
 
  private:
   FILE* out_;

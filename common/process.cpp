@@ -194,6 +194,7 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   ProcessResult result;
   Stream streams[2] = {{out_pipe[0], &result.out, {}}, {err_pipe[0], &result.err, {}}};
   const auto deadline = std::chrono::steady_clock::now() + command.timeout;
+  auto next_tick = std::chrono::steady_clock::now() + command.tick_interval;
   int open_streams = 2;
   char buf[16384];
   while (open_streams > 0) {
@@ -206,17 +207,32 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
       which[nfds++] = &s;
     }
     int wait_ms = -1;
+    const auto now = std::chrono::steady_clock::now();
     if (command.timeout.count() > 0) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
       wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    const bool ticking = command.on_tick && command.tick_interval.count() > 0;
+    bool tick_first = false;
+    if (ticking) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
+      int tick_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+      if (wait_ms < 0 || tick_ms < wait_ms) {
+        wait_ms = tick_ms;
+        tick_first = true;
+      }
     }
     int n = ::poll(fds, nfds, wait_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (ticking && std::chrono::steady_clock::now() >= next_tick) {
+      next_tick = std::chrono::steady_clock::now() + command.tick_interval;
+      command.on_tick();
+    }
     if (n == 0) {
+      if (tick_first) continue;
       result.timed_out = true;
       ::kill(-pid, SIGKILL);
       break;

@@ -25,6 +25,10 @@ struct Command {
   // Called for every complete line the program writes to stdout or stderr,
   // as it arrives (for live progress). Lines are still captured.
   std::function<void(std::string_view line)> on_line;
+  // Called every tick_interval while the program runs, output or not (for
+  // heartbeats of quiet programs). 0: never.
+  std::function<void()> on_tick;
+  std::chrono::milliseconds tick_interval{0};
   size_t capture_limit = 4 << 20;  // bytes kept per stream; the tail is kept
 
   // Shell-quoted, redacted command line, for logs and error messages.

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -21,10 +23,6 @@ namespace farmhand::provisioner {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::chrono::milliseconds since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-}
 
 std::string short_commit(const std::string& commit) { return commit.substr(0, 12); }
 
@@ -84,21 +82,62 @@ std::string without_noise(const std::string& text) {
   return out;
 }
 
-// Runs a command, forwarding at most kStepOutputLines lines of its output.
-struct OutputPump {
-  const PayloadHooks& hooks;
-  size_t lines = 0;
-  void operator()(std::string_view line) {
-    if (nspawn_noise(line)) return;
-    ++lines;
-    if (!hooks.output) return;
-    if (lines <= kStepOutputLines) {
-      hooks.output(line);
-    } else if (lines == kStepOutputLines + 1) {
-      hooks.output("(more output is not logged; the end of it is kept if the step fails)");
+// Watches a running step: forwards at most kStepOutputLines lines of its
+// output, counts the rest, and gives a heartbeat when nothing was shown for
+// a heartbeat interval (a quiet step, or one past the output limit).
+class StepWatch {
+ public:
+  StepWatch(const PayloadHooks& hooks, const PayloadOptions& options, std::string label)
+      : hooks_(hooks), options_(options), label_(std::move(label)), started_(options.now()), shown_(started_) {}
+
+  void line(std::string_view text) {
+    if (nspawn_noise(text)) return;
+    ++lines_;
+    last_.assign(text.substr(0, 512));
+    if (!hooks_.output) return;
+    if (lines_ <= kStepOutputLines) {
+      hooks_.output(text);
+      shown_ = options_.now();
+    } else if (lines_ == kStepOutputLines + 1) {
+      hooks_.output("(more output is not logged; a heartbeat counts it, and the end of it is kept if the step fails)");
+      shown_ = options_.now();
     }
   }
+
+  void tick() {
+    const auto now = options_.now();
+    if (now - shown_ < options_.heartbeat_interval || !hooks_.heartbeat) return;
+    shown_ = now;
+    hooks_.heartbeat(format_heartbeat(label_, std::chrono::duration_cast<std::chrono::milliseconds>(now - started_),
+                                      lines_, last_));
+  }
+
+  // Hooks a command to this watch.
+  void watch(Command& cmd, bool lines) {
+    if (lines) cmd.on_line = [this](std::string_view l) { line(l); };
+    cmd.on_tick = [this] { tick(); };
+    cmd.tick_interval = options_.tick;
+  }
+
+ private:
+  const PayloadHooks& hooks_;
+  const PayloadOptions& options_;
+  std::string label_;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point shown_;
+  size_t lines_ = 0;
+  std::string last_;
 };
+
+std::string with_thousands(size_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
 
 std::string tail(const std::string& text, size_t n) {
   if (text.size() <= n) return text;
@@ -127,6 +166,83 @@ bool unmoved(const fs::path& tree, const SourceSpec& src, const std::string& com
 }
 
 }  // namespace
+
+std::string format_elapsed(std::chrono::milliseconds elapsed) {
+  const long long s = std::max<long long>(0, elapsed.count() / 1000);
+  char buf[48];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%lld s", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%lld m %02lld s", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld h %02lld m", s / 3600, (s % 3600) / 60);
+  }
+  return buf;
+}
+
+std::string format_heartbeat(std::string_view step, std::chrono::milliseconds elapsed, size_t lines,
+                             std::string_view last) {
+  std::string out = std::string(step) + ": " + format_elapsed(elapsed) + ", ";
+  if (lines == 0) return out + "no output yet";
+  out += with_thousands(lines) + (lines == 1 ? " line" : " lines") + ", last: ";
+  constexpr size_t kMax = 100;
+  if (last.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(last[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+    out.append(last.substr(0, cut));
+    out += "\u2026";
+  } else {
+    out.append(last);
+  }
+  return out;
+}
+
+OwnedFiles files_owned_by(const fs::path& dir, uid_t uid, size_t limit) {
+  OwnedFiles out;
+  struct stat top {};
+  if (::lstat(dir.c_str(), &top) != 0 || !S_ISDIR(top.st_mode)) return out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode) && st.st_dev != top.st_dev) {
+      it.disable_recursion_pending();  // another file system mounted here
+      continue;
+    }
+    if (st.st_uid != uid) continue;
+    ++out.count;
+    if (out.paths.size() < limit) out.paths.push_back(it->path().lexically_relative(dir).string());
+  }
+  return out;
+}
+
+std::string UnitState::describe() const {
+  std::string out = active.empty() ? "unknown" : active;
+  if (!sub.empty() && sub != active) out += " (" + sub + ")";
+  if (!result.empty() && result != "success") out += ", result " + result;
+  return out;
+}
+
+UnitState parse_unit_state(std::string_view text) {
+  UnitState st;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    const size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string_view key = line.substr(0, eq);
+    const std::string value(line.substr(eq + 1));
+    if (key == "ActiveState") st.active = value;
+    else if (key == "SubState") st.sub = value;
+    else if (key == "Result") st.result = value;
+    else if (key == "NRestarts") st.restarts = numeric_id(value).value_or(0);
+  }
+  return st;
+}
 
 bool has_payload(const ContainerSpec& spec) {
   return !spec.sources.empty() || !spec.files.empty() || !spec.setup.empty() || !spec.services.empty();
@@ -266,16 +382,25 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     for (auto& r : *all) records.by_key[{r.kind, r.name}] = std::move(r);
   }
   auto report = [&](const std::string& what, Clock::time_point t0, const Status& s) {
-    if (hooks.step) hooks.step(what, since(t0), s);
+    if (hooks.step) hooks.step(what, std::chrono::duration_cast<std::chrono::milliseconds>(options_.now() - t0), s);
+  };
+  auto begin = [&](const std::string& what) {
+    if (hooks.started) hooks.started(what);
+    return options_.now();
+  };
+  auto warn = [&](const std::string& text) {
+    out.warnings.push_back(text);
+    if (hooks.warning) hooks.warning(text);
   };
   auto forget_removed = [&](PayloadKind kind, const std::set<std::string>& wanted,
                             const std::function<Status(const PayloadRecord&)>& remove) -> Status {
     for (const auto& [key, rec] : records.by_key) {
       if (key.first != kind || wanted.count(key.second)) continue;
       if (remove) {
-        const auto t0 = Clock::now();
+        const std::string what = "remove " + std::string(to_string(kind)) + " " + rec.name;
+        const auto t0 = begin(what);
         Status s = remove(rec);
-        report("remove " + std::string(to_string(kind)) + " " + rec.name, t0, s);
+        report(what, t0, s);
         if (!s) return s;
       }
       if (auto s = state_.delete_payload(name, kind, rec.name); !s) return s;
@@ -292,7 +417,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   std::set<std::string> wanted;
   for (const auto& src : spec.sources) {
     wanted.insert(src.name);
-    const auto t0 = Clock::now();
+    auto t0 = options_.now();
     const Ownership owner = shifted(t.tree, build_ids->first, build_ids->second);
     const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
     const nlohmann::json def = {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}};
@@ -301,6 +426,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
       out.commits[src.name] = rec->revision;
       continue;
     }
+    t0 = begin("source " + src.name);
     if (auto s = make_dirs(mount_dir_, 0755); !s) return s.error();
     const fs::path mountpoint = mount_dir_ / (name + "." + src.name + "." + random_id128_hex().substr(0, 8));
     if (::mkdir(mountpoint.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -312,6 +438,8 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
                 git_sync_request_json({t.tree.string(), src.path, owner.uid, owner.gid, mountpoint.string(), src})};
     cmd.env = minimal_env();
     cmd.timeout = std::chrono::hours(1);
+    StepWatch fetching(hooks, options_, "source " + src.name);
+    fetching.watch(cmd, false);
     auto r = runner_.run(cmd);
     ::rmdir(mountpoint.c_str());
     Result<SyncResult> synced = fail("");
@@ -378,7 +506,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     const bool same = regular && *have && **have == *content && ((*st)->mode & 07777) == f.mode &&
                       (*st)->uid == owner.uid && (*st)->gid == owner.gid;
     if (same) continue;
-    const auto t0 = Clock::now();
+    const auto t0 = begin("file " + f.path);
     Status s = write_file_in_root(t.tree, f.path, *content, f.mode, owner);
     report("file " + f.path, t0, s);
     if (!s) return s.error();
@@ -414,11 +542,40 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     const std::string fp = step_fingerprint(rendered, out.commits);
     const PayloadRecord* rec = records.find(PayloadKind::kStep, step.name);
     if (rec && rec->fingerprint == fp) continue;
-    const auto t0 = Clock::now();
+    const std::string label = "setup " + step.name;
+    // Root's files under the build user's home before the step, to name
+    // the step that leaves new ones there.
+    const fs::path build_home = t.tree / "home" / kBuildUser;
+    const uid_t tree_root = shifted(t.tree, 0, 0).uid;
+    std::set<std::string> root_owned_before;
+    if (step.user == RunAs::kRoot) {
+      auto before = files_owned_by(build_home, tree_root, SIZE_MAX);
+      root_owned_before.insert(before.paths.begin(), before.paths.end());
+    }
+    const auto t0 = begin(label);
     Command cmd = step_command(t, rendered, helper_);
-    OutputPump pump{hooks};
-    cmd.on_line = [&pump](std::string_view line) { pump(line); };
+    StepWatch watch(hooks, options_, step.name);
+    watch.watch(cmd, true);
     auto r = runner_.run(cmd);
+    if (step.user == RunAs::kRoot) {
+      auto after = files_owned_by(build_home, tree_root, SIZE_MAX);
+      std::vector<std::string> fresh;
+      for (const auto& p : after.paths) {
+        // CMake's install writes its list of what it installed into the
+        // build directory, by design, and only an install rewrites it.
+        const std::string base = fs::path(p).filename().string();
+        if (base.starts_with("install_manifest") && base.ends_with(".txt")) continue;
+        if (!root_owned_before.count(p)) fresh.push_back(p);
+      }
+      if (!fresh.empty()) {
+        warn("setup step \"" + step.name + "\" ran as root and left " + std::to_string(fresh.size()) +
+             (fresh.size() == 1 ? " file" : " files") + " owned by root under /home/" + kBuildUser + " (/home/" +
+             kBuildUser + "/" + fresh.front() + (fresh.size() > 1 ? ", ..." : "") + "): a later step as " +
+             kBuildUser + " cannot change or remove " + (fresh.size() == 1 ? "it" : "them") +
+             ". Build as " + kBuildUser + " and install as root with a command that only writes outside the "
+             "build tree (such as cmake --install), or chown them back.");
+      }
+    }
     Status s;
     if (!r) {
       s = r.error();
@@ -430,7 +587,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
       s = fail("setup step \"" + step.name + "\" " + r->describe() +
                (output.empty() ? std::string() : ":\n" + tail(output, kErrorTail)));
     }
-    report("setup " + step.name, t0, s);
+    report(label, t0, s);
     if (!s) {
       // It reruns at the next apply, whatever its fingerprint was.
       (void)state_.delete_payload(name, PayloadKind::kStep, step.name);
@@ -444,19 +601,72 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
 
   // --- services -----------------------------------------------------------
   const std::string unit_dir = "etc/systemd/system";
-  auto in_container = [&](std::vector<std::string> argv) -> Status {
-    if (!t.leader) return {};
+  auto run_in_container = [&](std::vector<std::string> argv, Command* shown) -> Result<ProcessResult> {
     SetupStep s;
     s.name = argv[0];
     s.run = std::move(argv);
     s.user = RunAs::kRoot;
     s.cwd = "/";
     s.timeout_s = 120;
-    const Command shown = step_command(t, s, helper_);
-    auto r = runner_.run(shown);
+    *shown = step_command(t, s, helper_);
+    return runner_.run(*shown);
+  };
+  auto in_container = [&](std::vector<std::string> argv) -> Status {
+    if (!t.leader) return {};
+    Command shown;
+    auto r = run_in_container(std::move(argv), &shown);
     if (!r) return r.error();
     if (!r->success()) return command_error(shown, *r);
     return {};
+  };
+  // What the container's systemd says of a unit.
+  auto unit_state = [&](const std::string& unit) -> Result<UnitState> {
+    Command shown;
+    auto r = run_in_container({"systemctl", "show", "--property=ActiveState,SubState,Result,NRestarts", "--", unit},
+                              &shown);
+    if (!r) return r.error();
+    if (!r->success()) return command_error(shown, *r);
+    return parse_unit_state(r->out);
+  };
+  // The last lines the unit logged, for an error.
+  auto journal_tail = [&](const std::string& unit) -> std::string {
+    Command shown;
+    auto r = run_in_container({"journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n",
+                               std::to_string(kServiceJournalLines), "-u", unit},
+                              &shown);
+    if (!r || !r->success()) return "";
+    std::string text = without_noise(r->out);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return tail(text, kErrorTail);
+  };
+  // Waits until a unit that was just started stays up: active (for
+  // Type=notify, systemctl waited for it to be ready) through the settle
+  // time, or failed, stopped, or restarted by its Restart= policy meanwhile.
+  auto verify_active = [&](const std::string& unit, const std::string& verb) -> Status {
+    auto first = unit_state(unit);
+    if (!first) return first.error();
+    const auto t_start = options_.now();
+    auto settled = t_start + options_.service_settle;
+    UnitState st = *first;
+    for (;;) {
+      const bool up = st.active == "active" || st.active == "reloading";
+      const bool starting = st.active == "activating" && st.sub != "auto-restart";
+      if (!up && !starting) break;
+      if (st.restarts > first->restarts) break;
+      const auto now = options_.now();
+      if (up && now >= settled) return {};
+      if (starting && now - t_start >= options_.service_start_timeout) break;
+      std::this_thread::sleep_for(options_.service_poll);
+      auto next = unit_state(unit);
+      if (!next) return next.error();
+      st = *next;
+    }
+    std::string why = "service " + unit + " did not stay up after " + verb + ": " + st.describe();
+    if (st.restarts > first->restarts && st.active != "failed") {
+      why += ", restarted " + std::to_string(st.restarts - first->restarts) + " time(s) by its Restart= policy";
+    }
+    const std::string journal = journal_tail(unit);
+    return fail(why + (journal.empty() ? std::string(" (its journal is empty)") : ". Its journal:\n" + journal));
   };
   wanted.clear();
   bool units_changed = false;
@@ -469,7 +679,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     const std::string target = "/" + unit_path;
     auto have = read_file_in_root(t.tree, unit_path);
     if (!have) return have.error();
-    const auto t0 = Clock::now();
+    const auto t0 = options_.now();
     bool touched = false;
     Status s;
     if (!*have || **have != *content) {
@@ -521,22 +731,38 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   }
 
   // A running container takes the change now: its enabled services restart
-  // when anything they may use (units, files, sources, builds) changed.
-  if (t.leader && out.changed) {
-    const auto t0 = Clock::now();
-    Status s;
-    if (units_changed) s = in_container({"systemctl", "daemon-reload"});
+  // when anything they may use (units, files, sources, builds) changed, and
+  // an enabled service that is not running (it failed, at the last apply or
+  // since) is started. Each must then stay up, or the payload fails with
+  // the unit's journal, and the next apply tries again.
+  if (t.leader) {
+    if (units_changed) {
+      const auto t0 = begin("reload systemd");
+      Status s = in_container({"systemctl", "daemon-reload"});
+      if (!s || enabled.empty()) report("reload systemd", t0, s);
+      if (!s) return s.error();
+    }
     for (const auto& svc : enabled) {
-      if (!s) break;
-      s = in_container({"systemctl", "restart", svc});
-    }
-    if (units_changed || !enabled.empty()) {
-      std::string what = "restart";
-      for (const auto& svc : enabled) what += " " + svc;
-      if (enabled.empty()) what = "reload systemd";
+      std::string verb = "restart";
+      if (!out.changed) {
+        auto st = unit_state(svc);
+        if (!st) return st.error();
+        if (st->active == "active" || st->active == "reloading" || st->active == "activating") continue;
+        verb = "start";
+      }
+      const std::string what = verb + " " + svc;
+      const auto t0 = begin(what);
+      Status s = in_container({"systemctl", verb, "--", svc});
+      if (!s) {
+        const std::string journal = journal_tail(svc);
+        s = fail(s.error().message() + (journal.empty() ? "" : "\nIts journal:\n" + journal));
+      } else {
+        s = verify_active(svc, verb);
+      }
       report(what, t0, s);
+      if (!s) return s.error();
+      out.changed = true;
     }
-    if (!s) return s.error();
   }
   return out;
 }

@@ -29,12 +29,49 @@
 
 namespace farmhand::provisioner {
 
-// How the payload reaches the outside: a finished unit of work (journaled
-// and shown like any apply step) and lines of a step's output.
+// How the payload reaches the outside: a unit of work that starts (its own
+// label, at once), one that finished (journaled and shown like any apply
+// step; its label may say more, such as the commits), lines of a step's
+// output, heartbeats of a running step and warnings.
 struct PayloadHooks {
+  std::function<void(const std::string& what)> started;
   std::function<void(const std::string& what, std::chrono::milliseconds elapsed, const Status& result)> step;
   std::function<void(std::string_view line)> output;
+  // "lws-build: 2 m 10 s, 4,312 lines, last: [ 61%] Building C object …",
+  // at least every heartbeat interval while nothing else was shown.
+  std::function<void(std::string_view text)> heartbeat;
+  std::function<void(std::string_view text)> warning;
 };
+
+struct PayloadOptions {
+  std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(10)};
+  std::chrono::milliseconds tick{std::chrono::seconds(1)};  // how often a running step is looked at
+  // The clock of heartbeats and elapsed times (a test's own).
+  std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
+  // A service (re)started in a running container must be active for this
+  // long, and may take this long to get there (Type=notify, Type=forking).
+  std::chrono::milliseconds service_settle{std::chrono::seconds(3)};
+  std::chrono::milliseconds service_start_timeout{std::chrono::seconds(90)};
+  std::chrono::milliseconds service_poll{std::chrono::milliseconds(250)};
+};
+
+// A unit as the container's systemd reports it (systemctl show).
+struct UnitState {
+  std::string active;  // ActiveState: active, activating, failed, inactive, ...
+  std::string sub;     // SubState: running, auto-restart, dead, ...
+  std::string result;  // Result: success, exit-code, signal, ...
+  unsigned long restarts = 0;  // NRestarts
+  std::string describe() const;  // "failed (failed), result exit-code"
+};
+UnitState parse_unit_state(std::string_view systemctl_show_output);
+inline constexpr int kServiceJournalLines = 20;
+
+// "45 s", "2 m 10 s", "1 h 05 m".
+std::string format_elapsed(std::chrono::milliseconds elapsed);
+// A heartbeat line: "NAME: ELAPSED, N lines, last: LINE" ("no output yet"
+// before the first line; the line cut at 100 bytes, on a UTF-8 boundary).
+std::string format_heartbeat(std::string_view step, std::chrono::milliseconds elapsed, size_t lines,
+                             std::string_view last);
 
 struct PayloadTarget {
   const ContainerLayout* layout = nullptr;
@@ -46,6 +83,7 @@ struct PayloadTarget {
 struct PayloadOutcome {
   std::map<std::string, std::string> commits;  // source name -> checked-out commit
   std::vector<std::string> steps_run;
+  std::vector<std::string> warnings;  // also given to PayloadHooks::warning
   bool changed = false;  // anything rewritten, checked out, rerun or restarted
 };
 
@@ -58,8 +96,13 @@ class PayloadApplier {
  public:
   // `helper` is the farmhand binary (for `git-sync`), `mount_dir` a host
   // directory under which it gets a private mount point per source.
-  PayloadApplier(StateStore& state, ProcessRunner& runner, std::string helper, fs::path mount_dir)
-      : state_(state), runner_(runner), helper_(std::move(helper)), mount_dir_(std::move(mount_dir)) {}
+  PayloadApplier(StateStore& state, ProcessRunner& runner, std::string helper, fs::path mount_dir,
+                 PayloadOptions options = {})
+      : state_(state),
+        runner_(runner),
+        helper_(std::move(helper)),
+        mount_dir_(std::move(mount_dir)),
+        options_(std::move(options)) {}
 
   Result<PayloadOutcome> apply(const PayloadTarget& target, const PayloadHooks& hooks);
 
@@ -76,7 +119,17 @@ class PayloadApplier {
   ProcessRunner& runner_;
   std::string helper_;
   fs::path mount_dir_;
+  PayloadOptions options_;
 };
+
+// Files and directories under `dir` (a host path inside a container's tree)
+// owned by `uid`, without following symlinks or leaving the file system;
+// paths relative to `dir`, at most `limit` of them (and the count of all).
+struct OwnedFiles {
+  size_t count = 0;
+  std::vector<std::string> paths;
+};
+OwnedFiles files_owned_by(const fs::path& dir, uid_t uid, size_t limit);
 
 // Whether a container's spec declares any payload.
 bool has_payload(const ContainerSpec& spec);

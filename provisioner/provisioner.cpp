@@ -122,8 +122,16 @@ struct Provisioner::Impl {
       if (auto s = cloner.mount_overlay(host(l.base_dir), target.tree, host(l.overlay_dir)); !s) return s.error();
     }
     PayloadHooks hooks;
+    hooks.started = [&](const std::string& what) { rep.step_started(n, what); };
+    hooks.heartbeat = [&](std::string_view text) {
+      log::info("[", n, "] ", text);
+      rep.step_heartbeat(n, text);
+    };
+    hooks.warning = [&](std::string_view text) {
+      log::warning("[", n, "] ", text);
+      rep.warning(n, text);
+    };
     hooks.step = [&](const std::string& what, std::chrono::milliseconds elapsed, const Status& result) {
-      rep.step_started(n, what);
       auto entry = state->journal_begin(apply_id, n, what);
       if (entry) (void)state->journal_end(*entry, result.ok(), result.ok() ? "" : result.error().message());
       rep.step_finished(n, what, elapsed, result);

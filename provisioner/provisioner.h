@@ -37,6 +37,11 @@ class ApplyReporter {
   virtual void step_output(const std::string& container, std::string_view line) = 0;
   virtual void step_finished(const std::string& container, const std::string& step,
                              std::chrono::milliseconds elapsed, const Status& result) = 0;
+  // A running step's heartbeat ("lws-build: 2 m 10 s, 4,312 lines, last:
+  // ..."), at least every 10 s while it shows nothing else.
+  virtual void step_heartbeat(const std::string& container, std::string_view text) { step_output(container, text); }
+  // Something the admin should fix that did not fail the apply.
+  virtual void warning(const std::string& /*container*/, std::string_view /*text*/) {}
 };
 
 struct ContainerStatus {

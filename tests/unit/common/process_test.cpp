@@ -70,6 +70,34 @@ TEST(PosixProcessRunner, TimeoutKillsTheProcessQuickly) {
   EXPECT_LT(elapsed, 5s);
 }
 
+// A quiet program still gets its ticks: heartbeats do not wait for output.
+TEST(PosixProcessRunner, OnTickFiresWhileAProgramIsQuiet) {
+  auto c = fake({"--sleep-ms", "600", "--out", "done"});
+  int ticks = 0;
+  c.on_tick = [&] { ++ticks; };
+  c.tick_interval = 100ms;
+  auto r = run_ok(c);
+  EXPECT_TRUE(r.success());
+  EXPECT_EQ(r.out, "done\n");
+  EXPECT_GE(ticks, 3);
+  EXPECT_LE(ticks, 7);
+}
+
+// Ticks do not stand in for the deadline: a program that outlives its
+// timeout is killed though ticks keep waking the loop.
+TEST(PosixProcessRunner, TicksDoNotDelayTheTimeout) {
+  auto c = fake({"--sleep-ms", "20000"});
+  int ticks = 0;
+  c.on_tick = [&] { ++ticks; };
+  c.tick_interval = 50ms;
+  c.timeout = 400ms;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = run_ok(c);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_GE(ticks, 2);
+}
+
 // A program that closes its output but keeps running must still be killed at
 // the deadline: the timeout is not only a limit on reading the pipes.
 TEST(PosixProcessRunner, TimeoutAppliesAfterOutputIsClosed) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 
 #include <gtest/gtest.h>
 
@@ -38,6 +39,7 @@ class ScriptedRunner final : public ProcessRunner {
       return r;
     }
     const std::string last = c.args.empty() ? "" : c.args.back();
+    if (effects.count(last)) effects[last]();
     r.exit_code = fail_with.count(last) ? fail_with[last] : 0;
     if (r.exit_code != 0) r.err = "step output for " + last + "\n";
     if (c.on_line) c.on_line("a line from " + last);
@@ -56,6 +58,7 @@ class ScriptedRunner final : public ProcessRunner {
   std::map<std::string, std::string> commits;
   std::map<std::string, std::string> last_sync;
   std::map<std::string, int> fail_with;
+  std::map<std::string, std::function<void()>> effects;  // what a step does to the tree
 };
 
 std::string commit_of(char c) { return std::string(40, c); }
@@ -272,6 +275,156 @@ TEST_F(PayloadTest, AFailedFetchNamesTheSourceWithoutCredentials) {
   EXPECT_EQ(out.error().message(),
             "source \"builder\" (https://ci:***@git.example/builder.git main): git: fetch: unexpected http status "
             "code: 404");
+}
+
+// The build user's home gets files owned by root from a step as root: the
+// warning names the step and a file; what was there before, and CMake's
+// install manifest, are not counted.
+TEST_F(PayloadTest, AStepAsRootThatLeavesRootsFilesInTheBuildUsersHomeIsNamed) {
+  fs::create_directories(tree() / "home/sai/src/build");
+  std::ofstream(tree() / "home/sai/src/old.o") << "from before\n";
+  runner_.effects["tool"] = [this] {
+    std::ofstream(tree() / "home/sai/src/build/install_manifest.txt") << "/usr/local/lib/libx.so\n";
+    std::ofstream(tree() / "home/sai/src/build/libx.so") << "rebuilt as root\n";
+  };
+  auto out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  ASSERT_EQ(out->warnings.size(), 1u);
+  EXPECT_EQ(out->warnings[0].rfind("setup step \"tool\" ran as root and left 1 file owned by root under /home/sai "
+                                   "(/home/sai/src/build/libx.so): a later step as sai cannot change or remove it.",
+                                   0),
+            0u)
+      << out->warnings[0];
+
+  // A step as sai is not looked at, and a rerun that adds nothing says nothing.
+  runner_.effects.clear();
+  layout_.spec.setup[1].env = {"AGAIN=1"};
+  out = apply();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_TRUE(out->warnings.empty());
+}
+
+TEST(FilesOwnedBy, CountsWithoutFollowingSymlinks) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.path() / "home/a/b");
+  std::ofstream(tmp.path() / "home/a/b/f") << "x";
+  fs::create_symlink("/etc", tmp.path() / "home/a/etc");
+  auto owned = files_owned_by(tmp.path() / "home", ::getuid(), 2);
+  EXPECT_EQ(owned.count, 4u);  // a, a/b, a/b/f, a/etc (the link itself)
+  EXPECT_EQ(owned.paths.size(), 2u);
+  EXPECT_EQ(files_owned_by(tmp.path() / "missing", ::getuid(), 2).count, 0u);
+}
+
+TEST(Heartbeat, NamesTheStepItsOwnElapsedTimeTheCountAndTheLastLine) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(format_elapsed(milliseconds(45'900)), "45 s");
+  EXPECT_EQ(format_elapsed(milliseconds(130'000)), "2 m 10 s");
+  EXPECT_EQ(format_elapsed(milliseconds(3'720'000)), "1 h 02 m");
+  EXPECT_EQ(format_heartbeat("lws-build", milliseconds(130'000), 4312, "[ 61%] Building C object x.o"),
+            "lws-build: 2 m 10 s, 4,312 lines, last: [ 61%] Building C object x.o");
+  EXPECT_EQ(format_heartbeat("quiet", milliseconds(30'000), 0, ""), "quiet: 30 s, no output yet");
+  EXPECT_EQ(format_heartbeat("one", milliseconds(1'000), 1, "x"), "one: 1 s, 1 line, last: x");
+  // A long line is cut on a character boundary.
+  const std::string long_line = std::string(99, 'a') + "\xc3\xa9" + "tail";
+  EXPECT_EQ(format_heartbeat("s", milliseconds(0), 1'234'567, long_line),
+            "s: 0 s, 1,234,567 lines, last: " + std::string(99, 'a') + "\u2026");
+}
+
+TEST(UnitStateParse, ReadsSystemctlShow) {
+  auto st = parse_unit_state("ActiveState=failed\nSubState=failed\nResult=exit-code\nNRestarts=3\nOther=x\n");
+  EXPECT_EQ(st.active, "failed");
+  EXPECT_EQ(st.restarts, 3u);
+  EXPECT_EQ(st.describe(), "failed, result exit-code");
+  EXPECT_EQ(parse_unit_state("ActiveState=activating\nSubState=auto-restart\nResult=success\n").describe(),
+            "activating (auto-restart)");
+}
+
+// A running container's services, answered by a scripted systemd.
+class ScriptedSystemd final : public ProcessRunner {
+ public:
+  Result<ProcessResult> run(const Command& c) override {
+    ProcessResult r;
+    r.exit_code = 0;
+    auto dash = std::find(c.args.begin(), c.args.end(), "--");
+    std::vector<std::string> argv(dash == c.args.end() ? c.args.begin() : dash + 1, c.args.end());
+    if (argv.empty()) return r;
+    calls.push_back(argv[0] + (argv.size() > 1 ? " " + argv[1] : ""));
+    if (argv[0] == "systemctl" && argv[1] == "show") {
+      const std::string state = states.size() > 1 ? states.front() : states.back();
+      if (states.size() > 1) states.erase(states.begin());
+      r.out = state;
+    } else if (argv[0] == "journalctl") {
+      r.out = "builder: cannot parse /etc/sai/builder/conf\nbuilder: exiting\n";
+    }
+    return r;
+  }
+  std::vector<std::string> states;  // systemctl show answers, in turn; the last one stays
+  std::vector<std::string> calls;
+};
+
+constexpr const char* kActive = "ActiveState=active\nSubState=running\nResult=success\nNRestarts=0\n";
+constexpr const char* kFailed = "ActiveState=failed\nSubState=failed\nResult=exit-code\nNRestarts=0\n";
+
+TEST_F(PayloadTest, AServiceThatFailsAfterItsRestartFailsThePayloadWithItsJournalAndIsStartedNextTime) {
+  layout_.spec.sources.clear();
+  layout_.spec.setup.clear();
+  ScriptedSystemd systemd;
+  PayloadOptions options;
+  options.service_settle = std::chrono::milliseconds(50);
+  options.service_poll = std::chrono::milliseconds(5);
+  PayloadTarget t;
+  t.layout = &layout_;
+  t.tree = tree();
+  t.leader = 4242;
+  t.vars = {{"container", "deb12"}};
+  auto run = [&] {
+    PayloadApplier applier(*state_, systemd, "/usr/bin/farmhand", tmp_.path() / "mnt", options);
+    return applier.apply(t, {});
+  };
+  systemd.states = {kActive, kFailed};
+  auto out = run();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().message(),
+            "service sai-builder.service did not stay up after restart: failed, result exit-code. Its journal:\n"
+            "builder: cannot parse /etc/sai/builder/conf\nbuilder: exiting");
+
+  // Nothing changed, but the service is down: it is started, and stays up.
+  systemd.calls.clear();
+  systemd.states = {kFailed, kActive};
+  out = run();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_NE(std::find(systemd.calls.begin(), systemd.calls.end(), "systemctl start"), systemd.calls.end());
+  EXPECT_EQ(std::find(systemd.calls.begin(), systemd.calls.end(), "systemctl restart"), systemd.calls.end());
+
+  // Up and unchanged: only asked, never touched.
+  systemd.calls.clear();
+  systemd.states = {kActive};
+  out = run();
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_EQ(systemd.calls, (std::vector<std::string>{"systemctl show"}));
+  EXPECT_FALSE(out->changed);
+}
+
+TEST_F(PayloadTest, AServiceInARestartLoopIsAFailure) {
+  layout_.spec.sources.clear();
+  layout_.spec.setup.clear();
+  ScriptedSystemd systemd;
+  PayloadOptions options;
+  options.service_settle = std::chrono::milliseconds(200);
+  options.service_poll = std::chrono::milliseconds(5);
+  systemd.states = {kActive, "ActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=1\n"};
+  PayloadTarget t;
+  t.layout = &layout_;
+  t.tree = tree();
+  t.leader = 4242;
+  t.vars = {{"container", "deb12"}};
+  PayloadApplier applier(*state_, systemd, "/usr/bin/farmhand", tmp_.path() / "mnt", options);
+  auto out = applier.apply(t, {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.error().message().find("did not stay up after restart: activating (auto-restart), result "
+                                       "exit-code, restarted 1 time(s) by its Restart= policy"),
+            std::string::npos)
+      << out.error().message();
 }
 
 TEST(UnitInstallDirs, WantedByAndRequiredByWithDefault) {
