@@ -233,6 +233,15 @@ int cmd_status(const Invocation& inv) {
         for (const auto& src : r.sources) {
           c["sources"].push_back({{"name", src.name}, {"ref", src.ref}, {"commit", src.commit}});
         }
+        if (r.payload) {
+          c["payload"] = {{"state", r.payload->state},
+                          {"item", r.payload->item},
+                          {"time", r.payload->time_ms},
+                          {"message", r.payload->message},
+                          {"summary", provisioner::describe_payload(*r.payload)}};
+        } else {
+          c["payload"] = nullptr;
+        }
         if (r.health) {
           c["network"] = {{"healthy", r.health->healthy}, {"reason", r.health->reason}};
           if (r.health->gateway_ms >= 0) c["network"]["gateway_ms"] = r.health->gateway_ms;
@@ -262,6 +271,7 @@ int cmd_status(const Invocation& inv) {
       if (r.health && !r.health->healthy) std::printf("%s: network unhealthy: %s\n", r.name.c_str(), r.health->reason.c_str());
     }
     for (const auto& r : *rows) {
+      if (r.payload) std::printf("%s: payload %s\n", r.name.c_str(), provisioner::describe_payload(*r.payload).c_str());
       for (const auto& src : r.sources) {
         std::printf("%s: source %s at %s%s\n", r.name.c_str(), src.name.c_str(), src.commit.substr(0, 12).c_str(),
                     src.ref.empty() ? " (no longer configured)" : (" (" + src.ref + ")").c_str());

@@ -150,6 +150,14 @@ nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
       row["sources"] = nlohmann::json::array();
       for (const auto& src : c.sources) row["sources"].push_back({{"name", src.name}, {"commit", src.commit}});
     }
+    if (c.payload) {
+      std::string message = provisioner::last_line(c.payload->message);
+      if (message.size() > 512) message.resize(512);
+      while (!message.empty() && (static_cast<unsigned char>(message.back()) & 0xC0) == 0x80) message.pop_back();
+      if (!message.empty() && static_cast<unsigned char>(message.back()) >= 0xC0) message.pop_back();
+      row["payload"] = {{"state", c.payload->state}, {"item", c.payload->item}, {"message", message}};
+      if (c.payload->time_ms > 0) row["payload"]["time"] = c.payload->time_ms;
+    }
     containers.push_back(std::move(row));
   }
   nlohmann::json devices = nlohmann::json::array();

@@ -230,6 +230,19 @@ Result<FileLock> FileLock::acquire(const fs::path& path) {
   return FileLock(fd);
 }
 
+bool FileLock::held(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool busy = false;
+  while (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    busy = errno == EWOULDBLOCK;
+    break;
+  }
+  ::close(fd);
+  return busy;
+}
+
 FileLock::~FileLock() {
   if (fd_ >= 0) ::close(fd_);
 }

@@ -63,6 +63,8 @@ bool path_exists(const fs::path& path);
 class FileLock {
  public:
   static Result<FileLock> acquire(const fs::path& path);
+  // Whether some process holds the lock now (false if the file is missing).
+  static bool held(const fs::path& path);
   FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   FileLock& operator=(FileLock&&) = delete;
   FileLock(const FileLock&) = delete;

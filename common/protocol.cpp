@@ -194,6 +194,14 @@ Inventory read_inventory(const json& j) {
         (void)src.optional_string("commit", kMaxIdBytes, true);
       }
     }
+    if (c.find("payload") != nullptr) {
+      const json& payload = c.object("payload");
+      Reader pl(payload, p + "/payload");
+      (void)pl.one_of("state", {"ok", "running", "failed", "interrupted"});
+      (void)pl.optional_string("item", kMaxIdBytes, true);
+      (void)pl.optional_string("message", kMaxMessageBytes, true);
+      if (pl.find("time") != nullptr) (void)pl.time("time");
+    }
   }
   const json& devices = r.array("devices");
   for (size_t i = 0; i < devices.size(); ++i) {

@@ -121,8 +121,21 @@ struct Provisioner::Impl {
     if (l.clone_method == CloneMethod::kOverlay && !is_mount_point(target.tree)) {
       if (auto s = cloner.mount_overlay(host(l.base_dir), target.tree, host(l.overlay_dir)); !s) return s.error();
     }
+    // What `status` shows while it runs and after: the item at work, and
+    // the one that failed.
+    auto now_ms = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+    std::string current;
+    (void)state->put_payload_status(n, {"running", "", "", now_ms()});
     PayloadHooks hooks;
-    hooks.started = [&](const std::string& what) { rep.step_started(n, what); };
+    hooks.started = [&](const std::string& what) {
+      current = what;
+      (void)state->put_payload_status(n, {"running", what, "", now_ms()});
+      rep.step_started(n, what);
+    };
     hooks.heartbeat = [&](std::string_view text) {
       log::info("[", n, "] ", text);
       rep.step_heartbeat(n, text);
@@ -142,7 +155,11 @@ struct Provisioner::Impl {
     };
     PayloadApplier applier(*state, process_runner, helper_exe, root.map("/run/farmhand/git"));
     auto r = applier.apply(target, hooks);
-    if (!r) return r.error();
+    if (!r) {
+      (void)state->put_payload_status(n, {"failed", current, r.error().message(), now_ms()});
+      return r.error();
+    }
+    (void)state->put_payload_status(n, {"ok", "", "", now_ms()});
     return r->changed;
   }
 
@@ -732,6 +749,31 @@ Provisioner::~Provisioner() = default;
 
 Result<Plan> Provisioner::plan() { return impl_->make_plan(); }
 
+std::string last_line(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r')) text.remove_suffix(1);
+  const size_t nl = text.rfind('\n');
+  if (nl != std::string_view::npos) text.remove_prefix(nl + 1);
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  return std::string(text);
+}
+
+std::string describe_payload(const ContainerStatus::Payload& p) {
+  char when[32] = "";
+  const time_t secs = static_cast<time_t>(p.time_ms / 1000);
+  struct tm tm {};
+  if (p.time_ms > 0 && ::localtime_r(&secs, &tm) != nullptr) std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  // "setup lws-build" reads as "step lws-build".
+  std::string item = p.item.starts_with("setup ") ? "step " + p.item.substr(6) : p.item;
+  const std::string at = *when ? std::string(" at ") + when : "";
+  if (p.state == "ok") return *when ? std::string("ok (") + when + ")" : "ok";
+  if (p.state == "failed") return (item.empty() ? std::string("payload") : item) + " failed" + at + ": " + last_line(p.message);
+  if (p.state == "running") {
+    return "running" + (item.empty() ? std::string() : " " + item) + (*when ? std::string(" (since ") + when + ")" : "");
+  }
+  return "interrupted" + (item.empty() ? std::string() : " at " + item) + (*when ? std::string(" (") + when + ")" : "") +
+         ": the next apply carries on";
+}
+
 Result<ApplyOutcome> Provisioner::apply(ApplyReporter& reporter) {
   // Plan under the lock: a concurrent apply must never act on a stale plan.
   std::optional<FileLock> lock;
@@ -901,6 +943,19 @@ Result<std::vector<ContainerStatus>> Provisioner::status(std::chrono::millisecon
       if (active) cs.state = *active == "active" ? "running" : "stopped";
     } else if (cs.state == "ready" && impl_->leader_of && impl_->leader_of(name)) {
       cs.state = "running";  // started by `farmhand run`, on a host without systemd
+    }
+    if (auto ps = impl_->state->payload_status(name); ps && *ps) {
+      ContainerStatus::Payload pl;
+      pl.state = (*ps)->state;
+      pl.item = (*ps)->item;
+      pl.message = (*ps)->message;
+      pl.time_ms = (*ps)->updated_ms;
+      // A payload left "running" by an apply that no longer holds the lock
+      // was cut short (farmhand killed, the host rebooted).
+      if (pl.state == "running" && !FileLock::held(impl_->host(impl_->config.paths.state + "/apply.lock"))) {
+        pl.state = "interrupted";
+      }
+      cs.payload = std::move(pl);
     }
     if (auto payload = impl_->state->payload(name); payload) {
       const ContainerSpec* spec = nullptr;

@@ -66,7 +66,23 @@ struct ContainerStatus {
     std::string commit;  // checked out by the last apply
   };
   std::vector<Source> sources;
+  // How its payload last went; unset for a container without one, or not
+  // applied since farmhand kept this.
+  struct Payload {
+    std::string state;    // "ok", "running", "failed", "interrupted"
+    std::string item;     // running or failed: "setup lws-build"
+    std::string message;  // failed: the error
+    int64_t time_ms = 0;  // when it finished, failed, or reached `item`
+  };
+  std::optional<Payload> payload;
 };
+
+// One line for a container's payload state: "ok", "step lws-build failed
+// at 2026-12-02 12:01:03: make: *** [all] Error 2", "running setup
+// lws-build (since 12:00:41)", "interrupted at setup lws-build (...)".
+std::string describe_payload(const ContainerStatus::Payload& payload);
+// The last non-empty line of an error, for one-line summaries.
+std::string last_line(std::string_view text);
 
 enum class UnitAction { kStart, kStop, kRestart };
 

@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS payload(
   revision TEXT NOT NULL DEFAULT '',
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (container, kind, name));
+CREATE TABLE IF NOT EXISTS payload_status(
+  container TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('running', 'ok', 'failed')),
+  item TEXT NOT NULL DEFAULT '',
+  message TEXT NOT NULL DEFAULT '',
+  updated_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS settings(
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL);
@@ -144,7 +150,8 @@ Status StateStore::set_phase(const std::string& name, Phase phase) {
 Status StateStore::delete_container(const std::string& name) {
   return db_.transaction([&]() -> Status {
     for (const char* sql : {"DELETE FROM containers WHERE name=?1", "DELETE FROM subnets WHERE name=?1",
-                            "DELETE FROM payload WHERE container=?1"}) {
+                            "DELETE FROM payload WHERE container=?1",
+                            "DELETE FROM payload_status WHERE container=?1"}) {
       auto st = db_.prepare(sql);
       if (!st) return st.error();
       st->bind(1, name);
@@ -288,6 +295,25 @@ Status StateStore::delete_payload(const std::string& container, PayloadKind kind
   auto st = db_.prepare("DELETE FROM payload WHERE container=?1 AND kind=?2 AND name=?3");
   if (!st) return st.error();
   st->bind(1, container).bind(2, to_string(kind)).bind(3, name);
+  return st->run();
+}
+
+Result<std::optional<PayloadStatus>> StateStore::payload_status(const std::string& container) {
+  auto st = db_.prepare("SELECT state, item, message, updated_ms FROM payload_status WHERE container=?1");
+  if (!st) return st.error();
+  st->bind(1, container);
+  auto row = st->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<PayloadStatus>();
+  return std::optional<PayloadStatus>(PayloadStatus{st->text(0), st->text(1), st->text(2), st->integer(3)});
+}
+
+Status StateStore::put_payload_status(const std::string& container, const PayloadStatus& s) {
+  auto st = db_.prepare(
+      "INSERT INTO payload_status(container, state, item, message, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5) "
+      "ON CONFLICT(container) DO UPDATE SET state=?2, item=?3, message=?4, updated_ms=?5");
+  if (!st) return st.error();
+  st->bind(1, container).bind(2, s.state).bind(3, s.item).bind(4, s.message).bind(5, s.updated_ms);
   return st->run();
 }
 

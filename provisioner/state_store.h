@@ -54,6 +54,15 @@ struct PayloadRecord {
   int64_t updated_at = 0;
 };
 
+// How a container's payload last went: "running" (an apply is at `item`,
+// or was killed there), "ok", or "failed" (at `item`, with `message`).
+struct PayloadStatus {
+  std::string state;
+  std::string item;     // "setup lws-build", "restart sai-builder.service"
+  std::string message;  // the error of a failure
+  int64_t updated_ms = 0;
+};
+
 class StateStore {
  public:
   // Opens (creating) the database file at `path` and migrates the schema.
@@ -82,6 +91,8 @@ class StateStore {
   Status put_payload(const PayloadRecord& record);
   Status delete_payload(const std::string& container, PayloadKind kind, const std::string& name);
   Result<bool> any_payload();
+  Result<std::optional<PayloadStatus>> payload_status(const std::string& container);
+  Status put_payload_status(const std::string& container, const PayloadStatus& status);
 
   // Small host-wide values (the applied config repository commit).
   Result<std::optional<std::string>> setting(const std::string& key);

@@ -123,12 +123,13 @@ export class HostsView {
         el('td', {'data-label': 'Up for'},
            c.since && c.state === 'running' ? liveTime(c.since, 'for') : '—'),
         el('td', {'data-label': 'Sources', 'data-testid': 'container-sources'}, sources(c.sources)),
+        el('td', {'data-label': 'Payload', 'data-testid': 'container-payload'}, payload(c.payload)),
         admin ? el('td', {class: 'actions'}, this.containerButtons(host, c)) : null);
     });
     return el('div', {class: 'table-wrap'},
       el('table', {class: 'table containers', 'data-testid': 'containers'},
         el('thead', {}, el('tr', {},
-          ['Container', 'State', 'Distro', 'Address', 'Network', 'Up for', 'Sources'].map((h) => el('th', {}, h)),
+          ['Container', 'State', 'Distro', 'Address', 'Network', 'Up for', 'Sources', 'Payload'].map((h) => el('th', {}, h)),
           admin ? el('th', {class: 'actions-col'}) : null)),
         el('tbody', {}, rows)));
   }
@@ -196,6 +197,20 @@ function sources(list) {
   return el('span', {class: 'sources'}, list.map((s) =>
     el('span', {class: 'mono source', 'data-source': s.name, title: s.commit || 'no commit checked out yet'},
        s.commit ? `${s.name}@${s.commit.slice(0, 7)}` : s.name)));
+}
+
+// How a container's payload last went: a badge (ok, running, failed,
+// interrupted) with the item at work or that failed, and the error's last
+// line on hover; a dash when it has no payload.
+function payload(p) {
+  if (!p || !p.state) return '—';
+  const item = (p.item || '').replace(/^setup /, 'step ');
+  const when = p.time ? new Date(p.time).toLocaleString() : '';
+  const title = p.state === 'failed' ? `${item} failed${when ? ` at ${when}` : ''}: ${p.message || ''}`
+              : p.state === 'running' ? `running ${item}` : p.state === 'ok' ? `applied ${when}` : `interrupted at ${item}`;
+  return el('span', {class: 'payload'},
+    el('span', {class: `badge payload-${p.state}`, 'data-testid': 'payload-state', title}, p.state),
+    p.state !== 'ok' && item ? el('span', {class: 'mono small payload-item'}, ` ${item}`) : null);
 }
 
 function metric(label, value, cls, chart, title) {

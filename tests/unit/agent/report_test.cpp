@@ -43,6 +43,8 @@ TEST(Inventory, MapsStatesHealthAndLeasesIntoAValidFrame) {
   provisioner::ContainerStatus c;
   c.name = "c";
   c.state = "creating";
+  a.payload = provisioner::ContainerStatus::Payload{
+      "failed", "setup lws-build", "setup step \"lws-build\" exited with status 2:\n...\nmake: *** [all] Error 2\n", 11};
   in.containers = {a, b, c};
   in.running = [](const std::string& n) { return n == "b"; };
   in.health["a"] = provisioner::NetworkHealth{false, "no DNS", -1, -1, ""};
@@ -59,6 +61,10 @@ TEST(Inventory, MapsStatesHealthAndLeasesIntoAValidFrame) {
   EXPECT_EQ(body["containers"][0]["network"], "unhealthy");
   EXPECT_EQ(body["containers"][0]["network_reason"], "no DNS");
   EXPECT_EQ(body["containers"][0]["since"], 5);
+  EXPECT_EQ(body["containers"][0]["payload"],
+            nlohmann::json({{"state", "failed"}, {"item", "setup lws-build"}, {"message", "make: *** [all] Error 2"},
+                            {"time", 11}}));
+  EXPECT_FALSE(body["containers"][1].contains("payload"));
   EXPECT_EQ(body["containers"][1]["state"], "running");
   EXPECT_EQ(body["containers"][1]["network"], "unknown");
   EXPECT_EQ(body["containers"][2]["state"], "unknown");

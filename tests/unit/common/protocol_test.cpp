@@ -144,6 +144,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[{\"name\":\"a\",\"state\":\"on\","
                  "\"network\":\"healthy\"}],\"devices\":[]}",
                  "bad_frame", "/containers/0/state: expected one of running, stopped, failed, unknown"},
+        BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[{\"name\":\"a\",\"state\":\"running\","
+                 "\"network\":\"healthy\",\"payload\":{\"state\":\"broken\"}}],\"devices\":[]}",
+                 "bad_frame", "/containers/0/payload/state: expected one of ok, running, failed, interrupted"},
+        BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{},\"containers\":[{\"name\":\"a\",\"state\":\"running\","
+                 "\"network\":\"healthy\",\"payload\":\"ok\"}],\"devices\":[]}",
+                 "bad_frame", "/containers/0/payload: expected an object"},
         BadFrame{"{\"type\":\"inventory\",\"time\":1,\"host\":{\"actions\":\"apply\"},\"containers\":[],"
                  "\"devices\":[]}",
                  "bad_frame", "/host/actions: expected an array"},

@@ -1,6 +1,7 @@
 // StateStore on a real SQLite file in a temp dir.
 #include "tests/unit/temp_dir.h"
 #include "provisioner/state_store.h"
+#include "provisioner/provisioner.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -218,6 +219,33 @@ TEST_F(StateStoreTest, PayloadRecordsAreKeptPerContainerAndGoWithIt) {
   ASSERT_TRUE(store().delete_container("a").ok());
   EXPECT_TRUE(store().payload("a")->empty());
   EXPECT_EQ(store().payload("b")->size(), 1u);
+}
+
+TEST_F(StateStoreTest, PayloadStatusIsUpsertedAndGoesWithItsContainer) {
+  EXPECT_FALSE(store().payload_status("a")->has_value());
+  ASSERT_TRUE(store().put_payload_status("a", {"running", "setup build", "", 5}).ok());
+  ASSERT_TRUE(store().put_payload_status("a", {"failed", "setup build", "exited with status 2", 6}).ok());
+  auto st = store().payload_status("a");
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->state, "failed");
+  EXPECT_EQ((*st)->message, "exited with status 2");
+  EXPECT_EQ((*st)->updated_ms, 6);
+  EXPECT_FALSE(store().put_payload_status("a", {"bogus", "", "", 7}).ok());  // the CHECK holds
+  ASSERT_TRUE(store().delete_container("a").ok());
+  EXPECT_FALSE(store().payload_status("a")->has_value());
+}
+
+TEST(DescribePayload, OneLineForEachState) {
+  ContainerStatus::Payload p{"failed", "setup lws-configure", "setup step \"lws-configure\" exited with status 1:\n"
+                             "CMake Error at CMakeLists.txt:12 (message):\n  GnuTLS not found\n\n", 0};
+  EXPECT_EQ(describe_payload(p), "step lws-configure failed: GnuTLS not found");
+  p.time_ms = 1795406460000;
+  EXPECT_NE(describe_payload(p).find("step lws-configure failed at 20"), std::string::npos) << describe_payload(p);
+  p = {"running", "restart sai-builder.service", "", 0};
+  EXPECT_EQ(describe_payload(p), "running restart sai-builder.service");
+  p = {"interrupted", "setup lws-build", "", 0};
+  EXPECT_EQ(describe_payload(p), "interrupted at step lws-build: the next apply carries on");
+  EXPECT_EQ(last_line("one\ntwo\n\n"), "two");
 }
 
 TEST_F(StateStoreTest, SettingsAreUpserted) {
