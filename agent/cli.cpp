@@ -20,7 +20,7 @@ const std::map<std::string, Handler>& commands() {
       {"status", cmd_status},             {"destroy", cmd_destroy}, {"run", cmd_run},
       {"start", cmd_start},               {"stop", cmd_stop},       {"restart", cmd_restart},
       {"shell", cmd_shell},               {"enroll", cmd_enroll},   {"daemon", cmd_daemon},
-      {"devices", cmd_devices},
+      {"devices", cmd_devices},           {"rebuild", cmd_rebuild},
   };
   return kCommands;
 }

@@ -122,8 +122,9 @@ int cmd_check_config(const Invocation& inv) {
 }
 
 int cmd_plan(const Invocation& inv) {
-  if (!expect_args(inv, 0, {})) return kExitUsage;
-  return with_provisioner(inv, [](Provisioner& p) {
+  if (!expect_args(inv, 0, {"--fetch"})) return kExitUsage;
+  const bool fetch = has_flag(inv, "--fetch");
+  return with_provisioner(inv, [fetch](Provisioner& p) {
     auto plan = p.plan();
     if (!plan) {
       log::error(plan.error().message());
@@ -131,7 +132,81 @@ int cmd_plan(const Invocation& inv) {
     }
     print_plan_with_host(*plan);
     for (const auto& c : plan->conflicts) log::error(c);
+    auto payload = p.payload_plan(fetch);
+    if (!payload) {
+      log::error(payload.error().message());
+      return kExitFailed;
+    }
+    size_t work = 0;
+    for (const auto& pp : *payload) {
+      if (pp.new_container) {
+        std::printf("+   payload   %-16s all of it (a new container)\n", pp.container.c_str());
+        ++work;
+        continue;
+      }
+      if (pp.preview.items.empty()) {
+        std::printf("=   payload   %s\n", pp.container.c_str());
+      } else {
+        std::printf("~   payload   %s\n", pp.container.c_str());
+        for (const auto& item : pp.preview.items) std::printf("      %s: %s\n", item.what.c_str(), item.why.c_str());
+        work += pp.preview.items.size();
+      }
+      for (const auto& note : pp.preview.notes) std::printf("      (%s)\n", note.c_str());
+    }
+    if (!payload->empty()) {
+      std::printf("Payload: %zu item(s) to apply%s\n", work,
+                  fetch ? "; remotes asked for their commits (nothing fetched)."
+                        : "; remote changes are not checked (farmhand plan --fetch asks each remote).");
+    }
     return plan->conflicts.empty() ? kExitOk : kExitFailed;
+  });
+}
+
+int cmd_rebuild(const Invocation& inv) {
+  std::string name, step;
+  bool clean = false;
+  for (size_t i = 0; i < inv.args.size(); ++i) {
+    const std::string& a = inv.args[i];
+    if (a == "--step" && i + 1 < inv.args.size()) {
+      step = inv.args[++i];
+    } else if (a == "--clean") {
+      clean = true;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "farmhand rebuild: unknown option \"%s\"\n%s", a.c_str(), usage("rebuild"));
+      return kExitUsage;
+    } else if (name.empty()) {
+      name = a;
+    } else {
+      std::fprintf(stderr, "farmhand rebuild: expected one container NAME\n%s", usage("rebuild"));
+      return kExitUsage;
+    }
+  }
+  if (name.empty()) {
+    std::fprintf(stderr, "farmhand rebuild: expected one container NAME\n%s", usage("rebuild"));
+    return kExitUsage;
+  }
+  return with_provisioner(inv, [&](Provisioner& p) {
+    auto marked = p.request_rebuild(name, step, clean);
+    if (!marked) {
+      log::error(marked.error().message());
+      return kExitFailed;
+    }
+    std::string steps;
+    for (const auto& s : *marked) steps += (steps.empty() ? "" : ", ") + s;
+    std::printf("Rebuilding %s: %s%s.\n", name.c_str(), steps.c_str(),
+                clean ? " (their sources cleaned first)" : "");
+    ConsoleProgress progress(stdout);
+    auto outcome = p.apply(progress);
+    if (!outcome) {
+      log::error(outcome.error().message());
+      return kExitFailed;
+    }
+    if (!outcome->result) {
+      log::error(outcome->result.error().message());
+      return kExitFailed;
+    }
+    std::printf("Rebuilt %s.\n", name.c_str());
+    return kExitOk;
   });
 }
 
@@ -564,8 +639,18 @@ const char* usage(const std::string& command) {
            "Every error names the JSON pointer of the offending value.\n";
   }
   if (command == "plan") {
-    return "Usage: farmhand [--config FILE] [--root DIR] plan\n\n"
-           "Prints what `farmhand apply` would change, and changes nothing.\n";
+    return "Usage: farmhand [--config FILE] [--root DIR] plan [--fetch]\n\n"
+           "Prints what `farmhand apply` would change, and changes nothing: containers,\n"
+           "the host network, and each container's payload (steps whose definition\n"
+           "changed or that failed, files that differ, services not installed or\n"
+           "enabled). With --fetch, asks each source's remote which commit its ref\n"
+           "names (fetching nothing) and lists the steps that would rerun.\n";
+  }
+  if (command == "rebuild") {
+    return "Usage: farmhand [--config FILE] [--root DIR] rebuild NAME [--step STEP] [--clean]\n\n"
+           "Reruns a container's setup steps now: all of them, or STEP and every step\n"
+           "after it. With --clean, the sources those steps depend on are cleaned first\n"
+           "(git clean -ffdx and reset: build directories and caches go). Then applies.\n";
   }
   if (command == "apply") {
     return "Usage: farmhand [--config FILE] [--root DIR] apply\n\n"
@@ -624,9 +709,10 @@ const char* usage(const std::string& command) {
   return "Usage: farmhand [--config FILE] [--root DIR] [--verbose] COMMAND [ARGS]\n\n"
          "Commands:\n"
          "  check-config FILE  validate a configuration file\n"
-         "  plan               show what apply would change\n"
+         "  plan [--fetch]     show what apply would change\n"
          "  apply              make the host match the configuration\n"
          "  status [--json]    list the build containers\n"
+         "  rebuild NAME [--step STEP] [--clean]  rerun a container's setup steps\n"
          "  destroy NAME       remove a managed container\n"
          "  start|stop|restart NAME  control a container's systemd-nspawn@ unit\n"
          "  shell NAME         open a shell in a running container\n"

@@ -10,6 +10,7 @@ namespace farmhand::agent {
 
 int cmd_check_config(const Invocation& inv);
 int cmd_plan(const Invocation& inv);
+int cmd_rebuild(const Invocation& inv);
 int cmd_apply(const Invocation& inv);
 int cmd_status(const Invocation& inv);
 int cmd_destroy(const Invocation& inv);

@@ -148,7 +148,7 @@ int run(const GitSyncRequest& r) {
   ::umask(022);
   ::setenv("HOME", "/nonexistent", 1);
   if (::chdir(r.mountpoint.c_str()) != 0) return failed("cannot enter " + r.mountpoint + ": " + errno_text(errno));
-  auto result = provisioner::sync_checkout(r.mountpoint, r.source, *auth);
+  auto result = provisioner::sync_checkout(r.mountpoint, r.source, *auth, r.force_clean);
   if (!result) {
     // Name the checkout as the admin knows it, not by the private mountpoint.
     std::string message = result.error().message();

@@ -892,7 +892,7 @@ class Validator {
       source.depth = kDefaults.source_depth;
       source.submodules = kDefaults.source_submodules;
       const auto url = peek_string(v[i], "url");
-      walk(v[i], sp, {"credentials", "depth", "name", "path", "ref", "submodules", "url"},
+      walk(v[i], sp, {"clean", "credentials", "depth", "name", "path", "ref", "submodules", "url"},
            [&](const std::string& k, const Json& value, const std::string& kp) {
              if (k == "name") {
                auto s = as_string(value, kp);
@@ -934,6 +934,8 @@ class Validator {
                if (auto d = int_in_range(value, kp, 0, 1000000, " (0: the whole history)")) source.depth = *d;
              } else if (k == "submodules") {
                as_bool(value, kp, source.submodules);
+             } else if (k == "clean") {
+               as_bool(value, kp, source.clean);
              } else if (k == "credentials") {
                credentials(value, kp, url, source.credentials);
              }

@@ -60,6 +60,9 @@ struct SourceSpec {
   std::string path;      // absolute path inside the container
   int depth = 0;         // 0: the whole history
   bool submodules = false;
+  // When the checkout moves to a new commit, remove untracked and ignored
+  // files (git clean -ffdx) and reset tracked ones before dependent steps run.
+  bool clean = false;
   GitCredentials credentials;
   bool operator==(const SourceSpec&) const = default;
 };

@@ -403,7 +403,8 @@ Status update_submodules(git_repository* repo, const GitAuth& auth, int level, S
 
 }  // namespace
 
-Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec, const GitAuth& auth) {
+Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec, const GitAuth& auth,
+                                 bool force_clean) {
   init_libgit2();
   auto repo = open_or_init(dir, false);
   if (!repo) return repo.error();
@@ -419,6 +420,12 @@ Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec,
   // FORCE discards changes to tracked files; untracked files (build/) stay.
   co.checkout_strategy = GIT_CHECKOUT_FORCE;
   result.commit = oid_hex(*oid);
+  // A clean rebuild: untracked and ignored files go too (a build directory
+  // with a poisoned CMake cache, say).
+  if (force_clean || (spec.clean && before != result.commit && !before.empty())) {
+    co.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    result.cleaned = true;
+  }
   if (git_checkout_tree(repo->get(), commit.get(), &co) < 0) return git_error("checking out " + result.commit + " in " + dir);
   if (git_repository_set_head_detached(repo->get(), &*oid) < 0) return git_error("setting HEAD in " + dir);
   result.changed = before != result.commit;

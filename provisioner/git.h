@@ -46,6 +46,7 @@ struct SyncResult {
   bool changed = false;  // HEAD moved (or cloned)
   size_t received_objects = 0, received_bytes = 0;
   std::chrono::milliseconds fetch_time{0};
+  bool cleaned = false;  // untracked and ignored files were removed
   bool operator==(const SyncResult&) const = default;
 };
 
@@ -55,7 +56,10 @@ struct SyncResult {
 // untracked files such as build directories are kept. A directory that is
 // neither empty nor a git checkout is refused. Submodules are updated
 // recursively when spec.submodules is set. Runs as the owner of `dir`.
-Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec, const GitAuth& auth);
+// With spec.clean and a new commit, or with `force_clean`, untracked and
+// ignored files are removed too, like `git clean -ffdx`.
+Result<SyncResult> sync_checkout(const std::string& dir, const SourceSpec& spec, const GitAuth& auth,
+                                 bool force_clean = false);
 
 // The commit `ref` names on the remote, asked without fetching anything
 // (a commit id is returned as it is). For a quick "has it moved?" check.
@@ -93,6 +97,7 @@ struct GitSyncRequest {
   gid_t gid = 0;
   std::string mountpoint;  // an empty directory on the host (the caller creates and removes it)
   SourceSpec source;       // credentials are file paths; source.path is ignored
+  bool force_clean = false;  // clean the checkout even if its commit does not change
   bool operator==(const GitSyncRequest&) const = default;
 };
 

@@ -36,21 +36,21 @@ Result<std::string> get_string(const json& o, const std::string& where, const st
 std::string git_sync_request_json(const GitSyncRequest& r) {
   const auto& s = r.source;
   json source = {{"name", s.name}, {"url", s.url}, {"ref", s.ref}, {"depth", s.depth},
-                 {"submodules", s.submodules},
+                 {"submodules", s.submodules}, {"clean", s.clean},
                  {"credentials",
                   {{"ssh_key", s.credentials.ssh_key},
                    {"known_hosts", s.credentials.known_hosts},
                    {"token_file", s.credentials.token_file},
                    {"username", s.credentials.username}}}};
   json j = {{"tree", r.tree}, {"path", r.path}, {"uid", r.uid}, {"gid", r.gid},
-            {"mountpoint", r.mountpoint}, {"source", source}};
+            {"mountpoint", r.mountpoint}, {"source", source}, {"force_clean", r.force_clean}};
   return j.dump();
 }
 
 Result<GitSyncRequest> parse_git_sync_request(std::string_view text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) return fail("request: not valid JSON");
-  if (auto s = check_keys(j, "request", {"tree", "path", "uid", "gid", "mountpoint", "source"},
+  if (auto s = check_keys(j, "request", {"tree", "path", "uid", "gid", "mountpoint", "source", "force_clean"},
                           {"tree", "path", "uid", "gid", "mountpoint", "source"});
       !s) {
     return s.error();
@@ -68,8 +68,12 @@ Result<GitSyncRequest> parse_git_sync_request(std::string_view text) {
     }
     *into = static_cast<uid_t>(j[key].get<uint64_t>());
   }
+  if (j.contains("force_clean")) {
+    if (!j["force_clean"].is_boolean()) return fail("request/force_clean: expected true or false");
+    r.force_clean = j["force_clean"].get<bool>();
+  }
   const json& s = j["source"];
-  if (auto st = check_keys(s, "request/source", {"name", "url", "ref", "depth", "submodules", "credentials"},
+  if (auto st = check_keys(s, "request/source", {"name", "url", "ref", "depth", "submodules", "clean", "credentials"},
                            {"url", "ref"});
       !st) {
     return st.error();
@@ -88,6 +92,10 @@ Result<GitSyncRequest> parse_git_sync_request(std::string_view text) {
   if (s.contains("submodules")) {
     if (!s["submodules"].is_boolean()) return fail("request/source/submodules: expected true or false");
     r.source.submodules = s["submodules"].get<bool>();
+  }
+  if (s.contains("clean")) {
+    if (!s["clean"].is_boolean()) return fail("request/source/clean: expected true or false");
+    r.source.clean = s["clean"].get<bool>();
   }
   if (s.contains("credentials")) {
     const json& c = s["credentials"];
@@ -113,7 +121,8 @@ std::string git_sync_result_json(const SyncResult& r) {
             {"changed", r.changed},
             {"received_objects", r.received_objects},
             {"received_bytes", r.received_bytes},
-            {"fetch_ms", r.fetch_time.count()}};
+            {"fetch_ms", r.fetch_time.count()},
+            {"cleaned", r.cleaned}};
   return j.dump();
 }
 
@@ -125,7 +134,9 @@ Result<SyncResult> parse_git_sync_output(std::string_view text) {
   json j = json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail(where + ": expected a JSON object, got \"" + std::string(line.substr(0, 200)) + "\"");
   const std::set<std::string> keys = {"commit", "cloned", "changed", "received_objects", "received_bytes", "fetch_ms"};
-  if (auto s = check_keys(j, where, keys, keys); !s) return s.error();
+  std::set<std::string> allowed = keys;
+  allowed.insert("cleaned");
+  if (auto s = check_keys(j, where, allowed, keys); !s) return s.error();
   SyncResult r;
   if (!j["commit"].is_string() || j["commit"].get<std::string>().size() != 40) {
     return fail(where + "/commit: expected a commit id");
@@ -140,6 +151,10 @@ Result<SyncResult> parse_git_sync_output(std::string_view text) {
   r.received_objects = j["received_objects"].get<size_t>();
   r.received_bytes = j["received_bytes"].get<size_t>();
   r.fetch_time = std::chrono::milliseconds(j["fetch_ms"].get<int64_t>());
+  if (j.contains("cleaned")) {
+    if (!j["cleaned"].is_boolean()) return fail(where + "/cleaned: expected true or false");
+    r.cleaned = j["cleaned"].get<bool>();
+  }
   return r;
 }
 

@@ -244,6 +244,30 @@ UnitState parse_unit_state(std::string_view text) {
   return st;
 }
 
+std::string source_fingerprint(const SourceSpec& src) {
+  return item_fingerprint(
+      {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}});
+}
+
+Result<SetupStep> render_step(const ContainerSpec& spec, const SetupStep& step,
+                              const std::map<std::string, std::string>& vars) {
+  SetupStep rendered = step;
+  for (auto& arg : rendered.run) {
+    auto r = render_template(arg, vars);
+    if (!r) return r.error().context("setup step " + step.name);
+    arg = std::move(*r);
+  }
+  for (auto& e : rendered.env) {
+    auto r = render_template(e, vars);
+    if (!r) return r.error().context("setup step " + step.name);
+    e = std::move(*r);
+  }
+  if (rendered.sources.empty()) {
+    for (const auto& src : spec.sources) rendered.sources.push_back(src.name);
+  }
+  return rendered;
+}
+
 bool has_payload(const ContainerSpec& spec) {
   return !spec.sources.empty() || !spec.files.empty() || !spec.setup.empty() || !spec.services.empty();
 }
@@ -420,8 +444,8 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     auto t0 = options_.now();
     const Ownership owner = shifted(t.tree, build_ids->first, build_ids->second);
     const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
-    const nlohmann::json def = {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}};
-    const std::string fp = item_fingerprint(def);
+    const std::string fp = source_fingerprint(src);
+    const bool clean_asked = rec && rec->fingerprint == kCleanAsked;
     if (rec && rec->fingerprint == fp && unmoved(t.tree, src, rec->revision)) {
       out.commits[src.name] = rec->revision;
       continue;
@@ -435,7 +459,8 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     Command cmd;
     cmd.path = helper_;
     cmd.args = {"git-sync", "--request",
-                git_sync_request_json({t.tree.string(), src.path, owner.uid, owner.gid, mountpoint.string(), src})};
+                git_sync_request_json(
+                    {t.tree.string(), src.path, owner.uid, owner.gid, mountpoint.string(), src, clean_asked})};
     cmd.env = minimal_env();
     cmd.timeout = std::chrono::hours(1);
     StepWatch fetching(hooks, options_, "source " + src.name);
@@ -463,12 +488,14 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     }
     out.commits[src.name] = synced->commit;
     const bool moved = rec == nullptr || rec->revision != synced->commit || rec->fingerprint != fp;
-    if (moved || synced->changed) {
+    if (moved || synced->changed || synced->cleaned) {
       out.changed = true;
       std::string what = "source " + src.name + ": " +
-                         (rec && !rec->revision.empty() ? short_commit(rec->revision) + " -> " : std::string()) +
+                         (rec && !rec->revision.empty() && rec->revision != synced->commit
+                              ? short_commit(rec->revision) + " -> "
+                              : std::string()) +
                          short_commit(synced->commit) + " (" + std::to_string(synced->received_objects) +
-                         " objects fetched)";
+                         " objects fetched" + (synced->cleaned ? ", untracked files removed" : "") + ")";
       report(what, t0, {});
     }
     if (moved) {
@@ -525,20 +552,9 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   wanted.clear();
   for (const auto& step : spec.setup) wanted.insert(step.name);
   for (const auto& step : spec.setup) {
-    SetupStep rendered = step;
-    for (auto& arg : rendered.run) {
-      auto r = render_template(arg, vars);
-      if (!r) return r.error().context("setup step " + step.name);
-      arg = std::move(*r);
-    }
-    for (auto& e : rendered.env) {
-      auto r = render_template(e, vars);
-      if (!r) return r.error().context("setup step " + step.name);
-      e = std::move(*r);
-    }
-    if (rendered.sources.empty()) {
-      for (const auto& src : spec.sources) rendered.sources.push_back(src.name);
-    }
+    auto rendered_or = render_step(spec, step, vars);
+    if (!rendered_or) return rendered_or.error();
+    const SetupStep& rendered = *rendered_or;
     const std::string fp = step_fingerprint(rendered, out.commits);
     const PayloadRecord* rec = records.find(PayloadKind::kStep, step.name);
     if (rec && rec->fingerprint == fp) continue;
@@ -765,6 +781,194 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     }
   }
   return out;
+}
+
+}  // namespace farmhand::provisioner
+
+namespace farmhand::provisioner {
+
+Result<PayloadPreview> PayloadApplier::preview(const PayloadTarget& t, bool fetch,
+                                               const std::optional<PayloadStatus>& last) {
+  const ContainerSpec& spec = t.layout->spec;
+  PayloadPreview out;
+  out.remotes_checked = fetch;
+  Records records;
+  {
+    auto all = state_.payload(spec.name);
+    if (!all) return all.error();
+    for (auto& r : *all) records.by_key[{r.kind, r.name}] = std::move(r);
+  }
+  auto add = [&](std::string what, std::string why) { out.items.push_back({std::move(what), std::move(why)}); };
+
+  // Sources: the recorded commits, or with `fetch` the remotes' own.
+  std::map<std::string, std::string> recorded, expected;
+  std::set<std::string> unknown;  // sources whose next commit is not known
+  for (const auto& src : spec.sources) {
+    const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
+    const std::string label = "source " + src.name;
+    if (rec) recorded[src.name] = rec->revision;
+    if (!rec || rec->revision.empty()) {
+      add(label, "not checked out yet");
+      unknown.insert(src.name);
+      continue;
+    }
+    if (rec->fingerprint == kCleanAsked) {
+      add(label, "a clean checkout was asked for (farmhand rebuild --clean)");
+    } else if (rec->fingerprint != source_fingerprint(src)) {
+      add(label, "its url, ref, path or submodules changed");
+      unknown.insert(src.name);
+      continue;
+    }
+    expected[src.name] = rec->revision;
+    if (!fetch) continue;
+    auto auth = load_git_auth(src.credentials);
+    Result<std::string> remote = auth ? remote_commit(src.url, src.ref, *auth) : Result<std::string>(auth.error());
+    if (!remote) {
+      add(label, "cannot ask the remote: " + remote.error().message());
+      unknown.insert(src.name);
+    } else if (*remote != rec->revision) {
+      add(label, short_commit(rec->revision) + " -> " + short_commit(*remote) + " (the remote moved)");
+      expected[src.name] = *remote;
+    }
+  }
+
+  std::map<std::string, std::string> vars = t.vars;
+  for (const auto& src : spec.sources) {
+    vars["source." + src.name + ".path"] = src.path;
+    vars["source." + src.name + ".commit"] = expected.count(src.name) ? expected[src.name] : "";
+    vars["source." + src.name + ".url"] = src.url;
+  }
+
+  // Files and services are read from the tree; an overlay clone's tree is
+  // only there while it is mounted.
+  const bool tree_there = fs::exists(t.tree / "etc");
+  if (!tree_there && (!spec.files.empty() || !spec.services.empty())) {
+    out.notes.push_back("its files and services are not compared: its tree is not mounted");
+  }
+
+  // Files, as apply compares them.
+  for (const auto& f : tree_there ? spec.files : std::vector<FileSpec>{}) {
+    auto content = render_template(f.content, vars);
+    if (!content) return content.error().context("file " + f.path);
+    auto have = read_file_in_root(t.tree, f.path);
+    if (!have) return have.error();
+    auto st = stat_in_root(t.tree, f.path);
+    if (!st) return st.error();
+    auto user = tree_user(t.tree, f.owner);
+    auto group = tree_group(t.tree, f.group);
+    if (!*have) {
+      add("file " + f.path, "missing");
+    } else if (**have != *content) {
+      add("file " + f.path, "its content differs");
+    } else if (*st && user && group) {
+      const Ownership owner = shifted(t.tree, user->first, *group);
+      if (((*st)->mode & 07777) != f.mode || (*st)->uid != owner.uid || (*st)->gid != owner.gid) {
+        add("file " + f.path, "its owner or mode differs");
+      }
+    }
+  }
+
+  // Steps: those whose fingerprint differs with the commits apply would check out.
+  const std::string failed_item = last && last->state == "failed" ? last->item : "";
+  for (const auto& step : spec.setup) {
+    auto rendered = render_step(spec, step, vars);
+    if (!rendered) return rendered.error();
+    const std::string label = "setup " + step.name;
+    const PayloadRecord* rec = records.find(PayloadKind::kStep, step.name);
+    std::vector<std::string> waiting, moved;
+    for (const auto& s : rendered->sources) {
+      if (unknown.count(s)) waiting.push_back(s);
+      else if (expected.count(s) && recorded.count(s) && expected[s] != recorded[s]) moved.push_back(s);
+    }
+    auto join = [](const std::vector<std::string>& names) {
+      std::string o;
+      for (const auto& n : names) o += (o.empty() ? "" : ", ") + n;
+      return o;
+    };
+    if (!rec) {
+      add(label, failed_item == label ? "it failed at the last apply" : "it has not run yet");
+    } else if (rec->fingerprint == kRebuildAsked) {
+      add(label, "a rerun was asked for (farmhand rebuild)");
+    } else if (!waiting.empty()) {
+      add(label, "if source " + join(waiting) + " moved: its commit is not known until it is fetched");
+    } else if (rec->fingerprint != step_fingerprint(*rendered, expected)) {
+      // The same definition with the recorded commits: only sources moved.
+      auto with_recorded = render_step(spec, step, [&] {
+        auto v = vars;
+        for (const auto& [n, c] : recorded) v["source." + n + ".commit"] = c;
+        return v;
+      }());
+      const bool same_definition = with_recorded && rec->fingerprint == step_fingerprint(*with_recorded, recorded);
+      add(label, same_definition && !moved.empty() ? "source " + join(moved) + " moved"
+                                                   : "its definition changed");
+    }
+  }
+
+  // Services: the unit file and its links.
+  for (const auto& svc : tree_there ? spec.services : std::vector<ServiceSpec>{}) {
+    auto content = render_template(svc.content, vars);
+    if (!content) return content.error().context("service " + svc.name);
+    const std::string unit_path = "etc/systemd/system/" + svc.name;
+    auto have = read_file_in_root(t.tree, unit_path);
+    if (!have) return have.error();
+    if (!*have) {
+      add("service " + svc.name, "not installed");
+      continue;
+    }
+    if (**have != *content) add("service " + svc.name, "its unit file differs");
+    for (const auto& dir : unit_install_dirs(*content)) {
+      auto link = readlink_in_root(t.tree, "etc/systemd/system/" + dir + "/" + svc.name);
+      if (!link) return link.error();
+      if (svc.enable && *link != "/" + unit_path) add("service " + svc.name, "not enabled (" + dir + ")");
+      if (!svc.enable && *link) add("service " + svc.name, "enabled, but should not be");
+    }
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> PayloadApplier::request_rebuild(const ContainerSpec& spec, const std::string& step,
+                                                                 bool clean) {
+  size_t first = 0;
+  if (!step.empty()) {
+    first = spec.setup.size();
+    for (size_t i = 0; i < spec.setup.size(); ++i) {
+      if (spec.setup[i].name == step) first = i;
+    }
+    if (first == spec.setup.size()) {
+      std::string names;
+      for (const auto& s : spec.setup) names += (names.empty() ? "" : ", ") + s.name;
+      return fail(spec.name + " has no setup step \"" + step + "\"" +
+                  (names.empty() ? std::string(": it has none") : " (it has: " + names + ")"));
+    }
+  }
+  std::vector<std::string> marked;
+  std::set<std::string> sources;
+  for (size_t i = first; i < spec.setup.size(); ++i) {
+    const SetupStep& s = spec.setup[i];
+    marked.push_back(s.name);
+    if (s.sources.empty()) {
+      for (const auto& src : spec.sources) sources.insert(src.name);
+    } else {
+      sources.insert(s.sources.begin(), s.sources.end());
+    }
+  }
+  auto records = state_.payload(spec.name);
+  if (!records) return records.error();
+  auto status = state_.db().transaction([&]() -> Status {
+    for (const auto& name : marked) {
+      if (auto s = state_.put_payload({spec.name, PayloadKind::kStep, name, kRebuildAsked, "", 0}); !s) return s;
+    }
+    if (!clean) return {};
+    for (const auto& rec : *records) {
+      if (rec.kind != PayloadKind::kSource || !sources.count(rec.name)) continue;
+      if (auto s = state_.put_payload({spec.name, PayloadKind::kSource, rec.name, kCleanAsked, rec.revision, 0}); !s) {
+        return s;
+      }
+    }
+    return {};
+  });
+  if (!status) return status.error();
+  return marked;
 }
 
 }  // namespace farmhand::provisioner

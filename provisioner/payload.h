@@ -80,6 +80,17 @@ struct PayloadTarget {
   std::map<std::string, std::string> vars;  // template variables (without source.*)
 };
 
+struct PayloadPreviewItem {
+  std::string what;  // "setup lws-build", "source sai", "file /etc/sai/builder/conf"
+  std::string why;   // "its definition changed", "source sai: 8e41a2b3c4d5 -> 4ec3..."
+};
+
+struct PayloadPreview {
+  std::vector<PayloadPreviewItem> items;
+  bool remotes_checked = false;
+  std::vector<std::string> notes;  // what could not be looked at, and why
+};
+
 struct PayloadOutcome {
   std::map<std::string, std::string> commits;  // source name -> checked-out commit
   std::vector<std::string> steps_run;
@@ -106,6 +117,20 @@ class PayloadApplier {
 
   Result<PayloadOutcome> apply(const PayloadTarget& target, const PayloadHooks& hooks);
 
+  // What apply would do to the payload, read only: items whose definition
+  // changed, steps that failed or never ran, files that differ, services
+  // not installed or enabled. With `fetch`, each remote is asked which
+  // commit its ref names (no objects are fetched), and the steps that
+  // depend on a source that moved are listed too. `last` is the payload's
+  // last status (to say that a step failed).
+  Result<PayloadPreview> preview(const PayloadTarget& target, bool fetch, const std::optional<PayloadStatus>& last);
+
+  // Marks steps to rerun at the next apply: every step when `step` is
+  // empty, else that step and every step after it. With `clean`, the
+  // sources those steps depend on are cleaned (git clean -ffdx) first.
+  // Returns the steps marked; an unknown step is an error naming the others.
+  Result<std::vector<std::string>> request_rebuild(const ContainerSpec& spec, const std::string& step, bool clean);
+
   // The step's fingerprint: its rendered definition and its sources' commits.
   static std::string step_fingerprint(const SetupStep& rendered, const std::map<std::string, std::string>& commits);
 
@@ -130,6 +155,16 @@ struct OwnedFiles {
   std::vector<std::string> paths;
 };
 OwnedFiles files_owned_by(const fs::path& dir, uid_t uid, size_t limit);
+
+// A source's fingerprint: what makes a checkout a different one.
+std::string source_fingerprint(const SourceSpec& src);
+// A step with its templates rendered and its default sources filled in.
+Result<SetupStep> render_step(const ContainerSpec& spec, const SetupStep& step,
+                              const std::map<std::string, std::string>& vars);
+// Fingerprints in state.db that no definition has: a clean checkout asked
+// for (on a source), a rerun asked for (on a step), by `farmhand rebuild`.
+inline constexpr const char* kCleanAsked = "!clean";
+inline constexpr const char* kRebuildAsked = "!rebuild";
 
 // Whether a container's spec declares any payload.
 bool has_payload(const ContainerSpec& spec);

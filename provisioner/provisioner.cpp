@@ -749,6 +749,52 @@ Provisioner::~Provisioner() = default;
 
 Result<Plan> Provisioner::plan() { return impl_->make_plan(); }
 
+Result<std::vector<Provisioner::PayloadPlan>> Provisioner::payload_plan(bool fetch) {
+  auto plan = impl_->make_plan();
+  if (!plan) return plan.error();
+  std::vector<PayloadPlan> out;
+  for (const auto& c : plan->changes) {
+    if (!c.layout || !has_payload(c.layout->spec)) continue;
+    PayloadPlan pp;
+    pp.container = c.name;
+    if (c.action == Action::kCreate || c.action == Action::kReplace || !impl_->state) {
+      pp.new_container = true;
+      out.push_back(std::move(pp));
+      continue;
+    }
+    const ContainerLayout& l = *c.layout;
+    PayloadTarget target;
+    target.layout = &l;
+    target.tree = impl_->host(l.machine_dir);
+    target.leader = impl_->leader(c.name);
+    target.vars = impl_->template_vars(l);
+    auto last = impl_->state->payload_status(c.name);
+    if (!last) return last.error();
+    PayloadApplier applier(*impl_->state, impl_->process_runner, impl_->helper_exe,
+                           impl_->root.map("/run/farmhand/git"));
+    auto preview = applier.preview(target, fetch, *last);
+    if (!preview) return preview.error().context(c.name);
+    pp.preview = std::move(*preview);
+    out.push_back(std::move(pp));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> Provisioner::request_rebuild(const std::string& name, const std::string& step,
+                                                              bool clean) {
+  const ContainerSpec* spec = nullptr;
+  for (const auto& s : impl_->config.containers) {
+    if (s.name == name) spec = &s;
+  }
+  if (spec == nullptr) return fail("no container "" + name + "" in the configuration");
+  if (spec->setup.empty()) return fail(name + " has no setup steps to rebuild");
+  if (auto s = impl_->open_state(); !s) return s.error();
+  auto lock = FileLock::acquire(impl_->host(impl_->config.paths.state + "/apply.lock"));
+  if (!lock) return lock.error();
+  PayloadApplier applier(*impl_->state, impl_->process_runner, impl_->helper_exe, impl_->root.map("/run/farmhand/git"));
+  return applier.request_rebuild(*spec, step, clean);
+}
+
 std::string last_line(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r')) text.remove_suffix(1);
   const size_t nl = text.rfind('\n');

@@ -21,6 +21,7 @@
 #include "common/process.h"
 #include "common/systemd.h"
 #include "provisioner/net_health.h"
+#include "provisioner/payload.h"
 #include "provisioner/config.h"
 #include "provisioner/plan.h"
 #include "provisioner/recipe.h"
@@ -104,6 +105,17 @@ class Provisioner {
 
   // What apply would do; reads only, never writes.
   Result<Plan> plan();
+  // What apply would do to the payload of each container that has one
+  // (PayloadApplier::preview); reads only. `fetch` asks the remotes.
+  struct PayloadPlan {
+    std::string container;
+    bool new_container = false;  // created or replaced by this apply: all of it runs
+    PayloadPreview preview;
+  };
+  Result<std::vector<PayloadPlan>> payload_plan(bool fetch);
+  // Marks a container's steps to rerun at the next apply, after any apply
+  // that is running (PayloadApplier::request_rebuild).
+  Result<std::vector<std::string>> request_rebuild(const std::string& name, const std::string& step, bool clean);
   // Plans and executes under the apply lock. An error means nothing was
   // changed (the plan failed, or has conflicts); a container that fails is
   // reported in the outcome while the others are still applied.

@@ -159,7 +159,7 @@ constexpr const char* kPayload = R"({"containers": [{
     {"name": "sai", "url": "https://example.invalid/sai.git", "ref": "main", "path": "/home/sai/src/sai",
      "credentials": {"token_file": "/etc/farmhand/tokens/git", "username": "ci"}},
     {"name": "tools", "url": "git@example.invalid:farm/tools.git", "ref": "v1.2", "path": "/home/sai/src/tools",
-     "depth": 1, "submodules": true,
+     "depth": 1, "submodules": true, "clean": true,
      "credentials": {"ssh_key": "/etc/farmhand/keys/deploy", "known_hosts": "/etc/farmhand/known_hosts"}},
     {"name": "local", "url": "/srv/git/local.git", "ref": "0123456789abcdef0123456789abcdef01234567",
      "path": "/opt/local"}
@@ -186,12 +186,12 @@ TEST(ConfigPayload, FullExampleWithEveryDefault) {
   EXPECT_TRUE(load.warnings.empty());
   const ContainerSpec& c = load.config->containers.at(0);
 
-  SourceSpec sai{"sai", "https://example.invalid/sai.git", "main", "/home/sai/src/sai", 0, false,
+  SourceSpec sai{"sai", "https://example.invalid/sai.git", "main", "/home/sai/src/sai", 0, false, false,
                  GitCredentials{"", "", "/etc/farmhand/tokens/git", "ci"}};
-  SourceSpec tools{"tools", "git@example.invalid:farm/tools.git", "v1.2", "/home/sai/src/tools", 1, true,
+  SourceSpec tools{"tools", "git@example.invalid:farm/tools.git", "v1.2", "/home/sai/src/tools", 1, true, true,
                    GitCredentials{"/etc/farmhand/keys/deploy", "/etc/farmhand/known_hosts", "", ""}};
   SourceSpec local{"local", "/srv/git/local.git", "0123456789abcdef0123456789abcdef01234567", "/opt/local", 0,
-                   false, GitCredentials{}};
+                   false, false, GitCredentials{}};
   EXPECT_EQ(c.sources, (std::vector<SourceSpec>{sai, tools, local}));
 
   ASSERT_EQ(c.files.size(), 2u);
@@ -451,10 +451,11 @@ std::vector<BadConfig> bad_configs() {
         "sources must not nest"}},
       {"SourceDepthAndSubmodules",
        with_containers(debian(R"("sources": [)" + source("a", "/a", R"("depth": -1, "submodules": "yes")") + ", " +
-                              source("b", "/b", R"("depth": 1.5)") + "]")),
+                              source("b", "/b", R"("depth": 1.5, "clean": 1)") + "]")),
        {"/containers/0/sources/0/depth: -1 is out of range: it must be between 0 and 1000000 (0: the whole history)",
         "/containers/0/sources/0/submodules: expected a boolean, got a string",
-        "/containers/0/sources/1/depth: expected an integer, got a number"}},
+        "/containers/0/sources/1/depth: expected an integer, got a number",
+        "/containers/0/sources/1/clean: expected a boolean, got a number"}},
       {"CredentialsMustFitTheUrl",
        with_containers(debian(
            R"("sources": [)" +

@@ -109,6 +109,41 @@ TEST_F(GitTest, ANewCommitIsCheckedOutAndLocalChangesAreDiscardedButBuildDirsKep
   EXPECT_EQ(git(dir, {"rev-parse", "--abbrev-ref", "HEAD"}), "HEAD");
 }
 
+// clean: a build directory with a poisoned cache goes when the source moves,
+// or at once when a clean rebuild asks; an unmoved source keeps it.
+TEST_F(GitTest, CleanRemovesUntrackedAndIgnoredFilesWhenTheCommitMovesOrWhenForced) {
+  fs::path up = make_upstream("up");
+  commit(up, ".gitignore", "build/\n");
+  const std::string dir = (tmp_.path() / "checkout").string();
+  SourceSpec spec = spec_for(up);
+  spec.clean = true;
+  ASSERT_TRUE(sync_checkout(dir, spec, no_auth_).ok());
+  spit(fs::path(dir) / "build" / "CMakeCache.txt", "LWS_WITH_GNUTLS:BOOL=ON\n");
+  spit(fs::path(dir) / "notes.txt", "untracked\n");
+
+  auto same = sync_checkout(dir, spec, no_auth_);
+  ASSERT_TRUE(same.ok()) << same.error().message();
+  EXPECT_FALSE(same->cleaned);
+  EXPECT_TRUE(fs::exists(fs::path(dir) / "build" / "CMakeCache.txt"));
+
+  commit(up, "README", "moved\n");
+  auto moved = sync_checkout(dir, spec, no_auth_);
+  ASSERT_TRUE(moved.ok()) << moved.error().message();
+  EXPECT_TRUE(moved->cleaned);
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "build" / "CMakeCache.txt"));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "notes.txt"));
+  EXPECT_EQ(slurp(fs::path(dir) / ".gitignore"), "build/\n");
+  EXPECT_EQ(slurp(fs::path(dir) / "README"), "moved\n");
+
+  spit(fs::path(dir) / "build" / "CMakeCache.txt", "again\n");
+  spec.clean = false;
+  auto forced = sync_checkout(dir, spec, no_auth_, true);
+  ASSERT_TRUE(forced.ok()) << forced.error().message();
+  EXPECT_TRUE(forced->cleaned);
+  EXPECT_FALSE(forced->changed);
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "build" / "CMakeCache.txt"));
+}
+
 TEST_F(GitTest, BranchTagAndCommitRefs) {
   fs::path up = make_upstream("up");
   const std::string first = git(up, {"rev-parse", "HEAD"});
@@ -483,7 +518,7 @@ TEST(GitSyncOutput, RoundTripsTheLastLine) {
   ASSERT_TRUE(parsed.ok()) << parsed.error().message();
   EXPECT_EQ(*parsed, r);
   EXPECT_EQ(git_sync_result_json(r),
-            R"({"changed":true,"cloned":true,"commit":")" + r.commit +
+            R"({"changed":true,"cleaned":false,"cloned":true,"commit":")" + r.commit +
                 R"(","fetch_ms":78,"received_bytes":3456,"received_objects":12})");
   EXPECT_FALSE(parse_git_sync_output("").ok());
   EXPECT_EQ(parse_git_sync_output(R"({"commit":"x"})").error().message(), "git-sync output/changed: missing");

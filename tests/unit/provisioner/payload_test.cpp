@@ -427,6 +427,123 @@ TEST_F(PayloadTest, AServiceInARestartLoopIsAFailure) {
       << out.error().message();
 }
 
+// plan's view of the payload, read only: what changed, what failed, what
+// differs; with the remotes asked, the steps of a source that moved.
+TEST_F(PayloadTest, PreviewListsWhatApplyWouldDoAndChangesNothing) {
+  auto preview = [&](bool fetch) {
+    PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
+    PayloadTarget t;
+    t.layout = &layout_;
+    t.tree = tree();
+    t.vars = {{"container", "deb12"}};
+    auto last = state_->payload_status("deb12");
+    EXPECT_TRUE(last.ok());
+    auto p = applier.preview(t, fetch, last.ok() ? *last : std::nullopt);
+    EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message());
+    std::vector<std::string> out;
+    if (p.ok()) {
+      for (const auto& i : p->items) out.push_back(i.what + ": " + i.why);
+    }
+    return out;
+  };
+  // Nothing applied yet: everything is to do.
+  EXPECT_EQ(preview(false), (std::vector<std::string>{
+                                "source builder: not checked out yet", "source tools: not checked out yet",
+                                "file /etc/builder/conf: missing", "setup configure: it has not run yet",
+                                "setup tool: it has not run yet", "service sai-builder.service: not installed"}));
+  EXPECT_TRUE(runner_.commands.empty());
+  ASSERT_TRUE(apply().ok());
+  EXPECT_TRUE(preview(false).empty());
+
+  // A changed definition, a file edited by hand, a link removed.
+  layout_.spec.setup[1].env = {"JOBS=4"};
+  ASSERT_TRUE(write_file_in_root(tree(), "etc/builder/conf", "edited\n", 0640).ok());
+  fs::remove(tree() / "etc/systemd/system/multi-user.target.wants/sai-builder.service");
+  EXPECT_EQ(preview(false), (std::vector<std::string>{
+                                "file /etc/builder/conf: its content differs", "setup tool: its definition changed",
+                                "service sai-builder.service: not enabled (multi-user.target.wants)"}));
+  ASSERT_TRUE(apply().ok());
+
+  // A step that failed says so.
+  runner_.fail_with["tool"] = 1;
+  layout_.spec.setup[1].env = {"JOBS=2"};
+  ASSERT_TRUE(state_->put_payload_status("deb12", {"failed", "setup tool", "boom", 1}).ok());
+  ASSERT_FALSE(apply().ok());
+  ASSERT_TRUE(state_->put_payload_status("deb12", {"failed", "setup tool", "boom", 1}).ok());
+  EXPECT_EQ(preview(false), (std::vector<std::string>{"setup tool: it failed at the last apply"}));
+  runner_.fail_with.clear();
+  ASSERT_TRUE(apply().ok());
+}
+
+TEST_F(PayloadTest, PreviewWithFetchNamesTheStepsOfASourceThatMovedWithoutFetching) {
+  test::GitRepos repos(tmp_.path());
+  const fs::path remote = tmp_.path() / "remote";
+  repos.init(remote);
+  const std::string first = repos.commit(remote, "README", "one\n");
+  layout_.spec.sources.resize(1);
+  layout_.spec.sources[0].url = test::GitRepos::url(remote);
+  layout_.spec.setup.resize(1);
+  runner_.commits["builder"] = first;
+  ASSERT_TRUE(apply().ok());
+  const std::string second = repos.commit(remote, "README", "two\n");
+  PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
+  PayloadTarget t;
+  t.layout = &layout_;
+  t.tree = tree();
+  t.vars = {{"container", "deb12"}};
+  auto quick = applier.preview(t, false, std::nullopt);
+  ASSERT_TRUE(quick.ok()) << quick.error().message();
+  EXPECT_TRUE(quick->items.empty());
+  EXPECT_FALSE(quick->remotes_checked);
+  runner_.commands.clear();
+  auto asked = applier.preview(t, true, std::nullopt);
+  ASSERT_TRUE(asked.ok()) << asked.error().message();
+  ASSERT_EQ(asked->items.size(), 2u);
+  EXPECT_EQ(asked->items[0].what + ": " + asked->items[0].why,
+            "source builder: " + first.substr(0, 12) + " -> " + second.substr(0, 12) + " (the remote moved)");
+  EXPECT_EQ(asked->items[1].what + ": " + asked->items[1].why, "setup configure: source builder moved");
+  EXPECT_TRUE(runner_.commands.empty());  // no helper ran: nothing was fetched
+}
+
+TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
+  ASSERT_TRUE(apply().ok());
+  PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
+  auto marked = applier.request_rebuild(layout_.spec, "tool", true);
+  ASSERT_TRUE(marked.ok()) << marked.error().message();
+  EXPECT_EQ(*marked, (std::vector<std::string>{"tool"}));
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"tool"}));
+  // Only the step's own source was synced with a clean asked for.
+  size_t cleaned = 0;
+  for (const auto& c : runner_.commands) {
+    if (c.args.empty() || c.args[0] != "git-sync") continue;
+    auto req = parse_git_sync_request(c.args.at(2));
+    ASSERT_TRUE(req.ok());
+    if (req->force_clean) {
+      ++cleaned;
+      EXPECT_EQ(req->source.name, "tools");
+    }
+  }
+  EXPECT_EQ(cleaned, 1u);
+
+  // All steps, without clean.
+  marked = applier.request_rebuild(layout_.spec, "", false);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(*marked, (std::vector<std::string>{"configure", "tool"}));
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure", "tool"}));
+  // Then nothing again.
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_TRUE(runner_.steps_run().empty());
+
+  auto unknown = applier.request_rebuild(layout_.spec, "bogus", false);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().message(), "deb12 has no setup step \"bogus\" (it has: configure, tool)");
+}
+
 TEST(UnitInstallDirs, WantedByAndRequiredByWithDefault) {
   EXPECT_EQ(unit_install_dirs("[Service]\nExecStart=/x\n"), (std::vector<std::string>{"multi-user.target.wants"}));
   EXPECT_EQ(unit_install_dirs("[Unit]\nWantedBy=ignored.target\n[Install]\n WantedBy = a.target b.target\n"
