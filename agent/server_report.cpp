@@ -224,8 +224,9 @@ nlohmann::json ServerReport::inventory() {
     // What the dashboard may offer: starting and stopping containers needs
     // systemd (without it they run from `farmhand run`, in the foreground).
     in.host["actions"] = (*wired)->systemd != nullptr
-                             ? nlohmann::json::array({"apply", "reprovision", "detach", "start", "stop", "restart"})
-                             : nlohmann::json::array({"apply", "reprovision", "detach"});
+                             ? nlohmann::json::array(
+                                   {"apply", "reprovision", "detach", "rebuild", "start", "stop", "restart"})
+                             : nlohmann::json::array({"apply", "reprovision", "detach", "rebuild"});
     if (auto rows = (*wired)->provisioner->status(); rows) {
       in.containers = std::move(*rows);
     } else {
@@ -270,7 +271,7 @@ void ServerReport::run_command(const protocol::Command& c) {
     // can roll a reviewed change out now rather than at the next timer.
     std::optional<ConfigSync> synced;
     provisioner::AgentConfig effective = config;
-    if (c.action == "apply" || c.action == "reprovision") {
+    if (c.action == "apply" || c.action == "reprovision" || c.action == "rebuild") {
       synced = sync_config(inv);
       if (!synced->configured) {
         synced.reset();
@@ -289,8 +290,16 @@ void ServerReport::run_command(const protocol::Command& c) {
       done = *c.container + (c.action == "stop" ? " stopped" : c.action == "start" ? " started" : " restarted");
     } else {
       QuietProgress progress;
+      std::string rebuilt;
       if (c.action == "reprovision") {
         result = (*wired)->provisioner->destroy(*c.container, progress);
+      } else if (c.action == "rebuild") {
+        auto marked = (*wired)->provisioner->request_rebuild(*c.container, c.step.value_or(""), c.clean);
+        if (!marked) {
+          result = marked.error();
+        } else {
+          for (const auto& s : *marked) rebuilt += (rebuilt.empty() ? "" : ", ") + s;
+        }
       }
       if (result) {
         auto outcome = (*wired)->provisioner->apply(progress);
@@ -302,6 +311,7 @@ void ServerReport::run_command(const protocol::Command& c) {
           size_t changed = 0;
           for (const auto& ch : outcome->plan.changes) changed += ch.action != provisioner::Action::kUnchanged;
           done = c.action == "reprovision" ? *c.container + " reprovisioned"
+                 : c.action == "rebuild"   ? *c.container + " rebuilt: " + rebuilt + (c.clean ? " (sources cleaned)" : "")
                                            : "applied: " + std::to_string(changed) + " container(s) changed";
         }
       }
@@ -346,7 +356,9 @@ void ServerReport::finish_command(const protocol::Command& c, Status result, con
   emit(result ? "command" : "error", c.container, c.device,
        c.action + ": " + (result ? r.message : "failed: " + r.message));
   link_->send_command_result(std::move(r));
-  if ((c.action == "apply" || c.action == "reprovision") && hooks_.reconciled) hooks_.reconciled();
+  if ((c.action == "apply" || c.action == "reprovision" || c.action == "rebuild") && hooks_.reconciled) {
+    hooks_.reconciled();
+  }
   inventory_changed();
 }
 

@@ -230,6 +230,8 @@ Command read_command(const Reader& r, bool from_ui) {
   c.action = r.string("action");
   c.container = r.optional_string("container");
   c.device = r.optional_string("device");
+  c.step = r.optional_string("step");
+  if (r.find("clean") != nullptr) c.clean = r.boolean("clean");
   if (auto problem = command_problem(c)) refuse("bad_frame", *problem);
   return c;
 }
@@ -262,7 +264,7 @@ std::vector<std::string> read_capabilities(const Reader& r) {
 }  // namespace
 
 bool known_action(std::string_view action) {
-  for (std::string_view a : {"start", "stop", "restart", "apply", "reprovision", "detach"}) {
+  for (std::string_view a : {"start", "stop", "restart", "apply", "reprovision", "detach", "rebuild"}) {
     if (a == action) return true;
   }
   return false;
@@ -270,8 +272,9 @@ bool known_action(std::string_view action) {
 
 std::optional<std::string> command_problem(const Command& c) {
   if (!known_action(c.action)) {
-    return "/action: expected one of start, stop, restart, apply, reprovision, detach";
+    return "/action: expected one of start, stop, restart, apply, reprovision, detach, rebuild";
   }
+  if (c.action != "rebuild" && (c.step || c.clean)) return "/step: only rebuild takes a step or clean";
   if (c.action == "detach") {
     if (!c.device) return "/device: detach needs a device";
   } else if (c.action != "apply" && !c.container) {
@@ -349,6 +352,8 @@ json command_json(const Command& c) {
   j["action"] = c.action;
   if (c.container) j["container"] = *c.container;
   if (c.device) j["device"] = *c.device;
+  if (c.step) j["step"] = *c.step;
+  if (c.clean) j["clean"] = true;
   return j;
 }
 

@@ -85,6 +85,8 @@ struct Command {
   std::string action;  // start, stop, restart, apply, reprovision, detach
   std::optional<std::string> container;
   std::optional<std::string> device;
+  std::optional<std::string> step;  // rebuild: this step and those after it (else all)
+  bool clean = false;               // rebuild: clean the steps' sources first
   bool operator==(const Command&) const = default;
 };
 struct CommandResult {

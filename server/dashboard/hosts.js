@@ -141,8 +141,15 @@ export class HostsView {
     const supported = host.inventory && host.inventory.host && host.inventory.host.actions;
     const offered = (action) => !Array.isArray(supported) || supported.includes(action);
     const actions = [['restart', true], ['start', !running], ['stop', running]];
-    return actions.filter(([action, shown]) => shown && offered(action)).map(([action]) =>
+    const buttons = actions.filter(([action, shown]) => shown && offered(action)).map(([action]) =>
       this.button(host, action, {container: c.name}, `${action} ${c.name} on ${host.name}`));
+    // Rerunning the setup steps: only an agent that says it can, for a
+    // container with a payload.
+    if (c.payload && Array.isArray(supported) && supported.includes('rebuild')) {
+      buttons.push(this.button(host, 'rebuild', {container: c.name},
+                               `rerun the setup steps of ${c.name} on ${host.name}`));
+    }
+    return buttons;
   }
 
   button(host, action, target, label) {

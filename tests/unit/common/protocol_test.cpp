@@ -172,9 +172,26 @@ TEST(UiCommand, NeedsWhatItsActionNeeds) {
   EXPECT_EQ(std::get<ProtocolError>(r).message, "/device: detach needs a device");
   r = decode_ui_command(R"({"type":"command","host":"h","action":"format"})");
   EXPECT_EQ(std::get<ProtocolError>(r).message,
-            "/action: expected one of start, stop, restart, apply, reprovision, detach");
+            "/action: expected one of start, stop, restart, apply, reprovision, detach, rebuild");
   r = decode_ui_command(R"({"type":"command","host":"h","action":"apply"})");
   EXPECT_TRUE(std::holds_alternative<Command>(r));
+  r = decode_ui_command(R"({"type":"command","host":"h","action":"rebuild"})");
+  EXPECT_EQ(std::get<ProtocolError>(r).message, "/container: rebuild needs a container");
+  r = decode_ui_command(R"({"type":"command","host":"h","action":"restart","container":"c","clean":true})");
+  EXPECT_EQ(std::get<ProtocolError>(r).message, "/step: only rebuild takes a step or clean");
+  r = decode_ui_command(R"({"type":"command","host":"h","action":"rebuild","container":"c","clean":"yes"})");
+  EXPECT_EQ(std::get<ProtocolError>(r).message, "/clean: expected true or false");
+  r = decode_ui_command(R"({"type":"command","host":"h","action":"rebuild","container":"c","step":"lws-build",)"
+                        R"("clean":true})");
+  ASSERT_TRUE(std::holds_alternative<Command>(r));
+  EXPECT_EQ(std::get<Command>(r).step, "lws-build");
+  EXPECT_TRUE(std::get<Command>(r).clean);
+  // The server passes them on to the agent.
+  Command to_agent = std::get<Command>(r);
+  to_agent.host.clear();
+  to_agent.id = "c-9";
+  EXPECT_EQ(to_json(ServerFrame{to_agent}).dump(),
+            R"({"action":"rebuild","clean":true,"container":"c","id":"c-9","step":"lws-build","type":"command"})");
   r = decode_ui_command(R"({"type":"hello"})");
   EXPECT_EQ(std::get<ProtocolError>(r).code, "unknown_type");
 }
