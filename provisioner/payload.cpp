@@ -438,19 +438,10 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   if (!spec.sources.empty() && !build_ids) {
     return fail("the container has no build user \"" + std::string(kBuildUser) + "\" to own its sources");
   }
-  std::set<std::string> wanted;
-  for (const auto& src : spec.sources) {
-    wanted.insert(src.name);
-    auto t0 = options_.now();
+  // Runs the git-sync helper for one source (the fetch, the checkout, and
+  // with `force_clean` the removal of untracked and ignored files).
+  auto sync = [&](const SourceSpec& src, bool force_clean) -> Result<SyncResult> {
     const Ownership owner = shifted(t.tree, build_ids->first, build_ids->second);
-    const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
-    const std::string fp = source_fingerprint(src);
-    const bool clean_asked = rec && rec->fingerprint == kCleanAsked;
-    if (rec && rec->fingerprint == fp && unmoved(t.tree, src, rec->revision)) {
-      out.commits[src.name] = rec->revision;
-      continue;
-    }
-    t0 = begin("source " + src.name);
     if (auto s = make_dirs(mount_dir_, 0755); !s) return s.error();
     const fs::path mountpoint = mount_dir_ / (name + "." + src.name + "." + random_id128_hex().substr(0, 8));
     if (::mkdir(mountpoint.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -460,32 +451,45 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     cmd.path = helper_;
     cmd.args = {"git-sync", "--request",
                 git_sync_request_json(
-                    {t.tree.string(), src.path, owner.uid, owner.gid, mountpoint.string(), src, clean_asked})};
+                    {t.tree.string(), src.path, owner.uid, owner.gid, mountpoint.string(), src, force_clean})};
     cmd.env = minimal_env();
     cmd.timeout = std::chrono::hours(1);
     StepWatch fetching(hooks, options_, "source " + src.name);
     fetching.watch(cmd, false);
     auto r = runner_.run(cmd);
     ::rmdir(mountpoint.c_str());
-    Result<SyncResult> synced = fail("");
-    if (!r) {
-      synced = r.error();
-    } else if (!r->success()) {
+    if (!r) return r.error();
+    if (!r->success()) {
       std::string why = r->err.empty() ? r->out : r->err;
       while (!why.empty() && why.back() == '\n') why.pop_back();
       // The helper's own prefixes repeat what this message says already.
       for (const std::string& prefix : std::vector<std::string>{"error: ", "git-sync: ", "source \"" + src.name + "\": "}) {
         if (why.starts_with(prefix)) why.erase(0, prefix.size());
       }
-      synced = fail("source \"" + src.name + "\" (" + redact_url(src.url) + " " + src.ref + "): " +
-                    (why.empty() ? r->describe() : tail(why, kErrorTail)));
-    } else {
-      synced = parse_git_sync_output(r->out);
+      return fail("source \"" + src.name + "\" (" + redact_url(src.url) + " " + src.ref + "): " +
+                  (why.empty() ? r->describe() : tail(why, kErrorTail)));
     }
+    return parse_git_sync_output(r->out);
+  };
+  std::set<std::string> cleaned;  // sources whose untracked files were removed in this apply
+  std::set<std::string> wanted;
+  for (const auto& src : spec.sources) {
+    wanted.insert(src.name);
+    const PayloadRecord* rec = records.find(PayloadKind::kSource, src.name);
+    const std::string fp = source_fingerprint(src);
+    const bool clean_asked = rec && rec->fingerprint == kCleanAsked;
+    if (rec && rec->fingerprint == fp && unmoved(t.tree, src, rec->revision)) {
+      out.commits[src.name] = rec->revision;
+      continue;
+    }
+    const auto t0 = begin("source " + src.name);
+    auto synced = sync(src, clean_asked);
     if (!synced) {
       report("source " + src.name, t0, synced.error());
       return synced.error();
     }
+    // A first checkout has nothing of a build in it either.
+    if (synced->cleaned || synced->cloned) cleaned.insert(src.name);
     out.commits[src.name] = synced->commit;
     const bool moved = rec == nullptr || rec->revision != synced->commit || rec->fingerprint != fp;
     if (moved || synced->changed || synced->cleaned) {
@@ -550,14 +554,47 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
 
   // --- setup steps --------------------------------------------------------
   wanted.clear();
-  for (const auto& step : spec.setup) wanted.insert(step.name);
+  std::vector<SetupStep> rendered_steps;
   for (const auto& step : spec.setup) {
-    auto rendered_or = render_step(spec, step, vars);
-    if (!rendered_or) return rendered_or.error();
-    const SetupStep& rendered = *rendered_or;
+    wanted.insert(step.name);
+    auto rendered = render_step(spec, step, vars);
+    if (!rendered) return rendered.error();
+    rendered_steps.push_back(std::move(*rendered));
+  }
+  auto must_run = [&](size_t i) {
+    const PayloadRecord* rec = records.find(PayloadKind::kStep, spec.setup[i].name);
+    if (!rec || rec->fingerprint != step_fingerprint(rendered_steps[i], out.commits)) return true;
+    for (const auto& s : rendered_steps[i].sources) {
+      if (cleaned.count(s)) return true;  // its build directory is gone
+    }
+    return false;
+  };
+  // A source with `clean` is cleaned before any step that depends on it
+  // reruns (whatever the reason: a new definition, a failure last time), so
+  // that no build state survives a failed or changed build; then every step
+  // that depends on it reruns.
+  for (const auto& src : spec.sources) {
+    if (!src.clean || cleaned.count(src.name)) continue;
+    bool rerun = false;
+    for (size_t i = 0; i < rendered_steps.size() && !rerun; ++i) {
+      const auto& deps = rendered_steps[i].sources;
+      rerun = std::find(deps.begin(), deps.end(), src.name) != deps.end() && must_run(i);
+    }
+    if (!rerun) continue;
+    const std::string what = "clean source " + src.name;
+    const auto t0 = begin(what);
+    auto synced = sync(src, true);
+    report(what + (synced ? " (untracked and ignored files removed)" : ""), t0,
+           synced ? Status{} : Status(synced.error()));
+    if (!synced) return synced.error();
+    cleaned.insert(src.name);
+    out.changed = true;
+  }
+  for (size_t i = 0; i < spec.setup.size(); ++i) {
+    const SetupStep& step = spec.setup[i];
+    const SetupStep& rendered = rendered_steps[i];
     const std::string fp = step_fingerprint(rendered, out.commits);
-    const PayloadRecord* rec = records.find(PayloadKind::kStep, step.name);
-    if (rec && rec->fingerprint == fp) continue;
+    if (!must_run(i)) continue;
     const std::string label = "setup " + step.name;
     // Root's files under the build user's home before the step, to name
     // the step that leaves new ones there.

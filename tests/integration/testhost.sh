@@ -110,7 +110,17 @@ testhost_boot() {
   echo "$pid" >"$TESTHOST_PIDFILE"
   wait_for 60 bash -c "pgrep -P $pid || ! kill -0 $pid"
   kill -0 "$pid" 2>/dev/null || fail "the test host did not boot: $(tail -5 "$dir.console")"
-  wait_for 120 bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
+  if ! wait_for 120 bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"; then
+    # What it still waits for, so that a slow boot can be told from a hung unit.
+    local leader
+    leader=$(testhost_leader)
+    echo "    the test host is $(nsenter -t "$leader" -a systemctl is-system-running 2>&1); its jobs:"
+    nsenter -t "$leader" -a systemctl list-jobs --no-pager 2>&1 | sed 's/^/      /' | head -20
+    nsenter -t "$leader" -a systemctl --failed --no-pager 2>&1 | sed 's/^/      /' | head -10
+    echo "    the end of its console:"
+    tail -15 "$dir.console" | sed 's/^/      /'
+    return 1
+  fi
   aptproxy_link_up
 }
 

@@ -33,7 +33,10 @@ class ScriptedRunner final : public ProcessRunner {
       SyncResult s;
       s.commit = commits[req->source.name];
       s.changed = last_sync[req->source.name] != s.commit;
+      s.cloned = last_sync[req->source.name].empty();
+      s.cleaned = req->force_clean || (req->source.clean && s.changed && !last_sync[req->source.name].empty());
       last_sync[req->source.name] = s.commit;
+      if (s.cleaned) cleans.push_back(req->source.name);
       r.exit_code = 0;
       r.out = git_sync_result_json(s) + "\n";
       return r;
@@ -59,6 +62,7 @@ class ScriptedRunner final : public ProcessRunner {
   std::map<std::string, std::string> last_sync;
   std::map<std::string, int> fail_with;
   std::map<std::string, std::function<void()>> effects;  // what a step does to the tree
+  std::vector<std::string> cleans;  // sources synced with their untracked files removed
 };
 
 std::string commit_of(char c) { return std::string(40, c); }
@@ -542,6 +546,44 @@ TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
   auto unknown = applier.request_rebuild(layout_.spec, "bogus", false);
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.error().message(), "deb12 has no setup step \"bogus\" (it has: configure, tool)");
+}
+
+// A source with clean: a dependent step that reruns for any reason (here a
+// failed configure, then its fixed definition) gets a clean checkout first,
+// and every step of that source reruns with it.
+TEST_F(PayloadTest, ACleanSourceIsCleanedBeforeItsStepsRerunAndAllOfThemRerun) {
+  layout_.spec.sources[0].clean = true;
+  SetupStep build;
+  build.name = "build";
+  build.run = {"make", "build"};
+  build.sources = {"builder"};
+  layout_.spec.setup.insert(layout_.spec.setup.begin() + 1, build);
+  ASSERT_TRUE(apply().ok());
+  EXPECT_TRUE(runner_.cleans.empty());  // a first checkout has nothing to clean
+
+  // A poisoned configure: it fails; the source was cleaned before it ran.
+  layout_.spec.setup[0].env = {"CC=broken"};
+  runner_.fail_with["configure"] = 1;
+  runner_.commands.clear();
+  ASSERT_FALSE(apply().ok());
+  EXPECT_EQ(runner_.cleans, (std::vector<std::string>{"builder"}));
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure"}));
+
+  // The fixed definition: cleaned again, and configure and build rerun (not tool).
+  layout_.spec.setup[0].env.clear();
+  runner_.fail_with.clear();
+  runner_.cleans.clear();
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_EQ(runner_.cleans, (std::vector<std::string>{"builder"}));
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure", "build"}));
+
+  // Nothing to rerun: nothing is cleaned.
+  runner_.cleans.clear();
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_TRUE(runner_.cleans.empty());
+  EXPECT_TRUE(runner_.steps_run().empty());
 }
 
 TEST(UnitInstallDirs, WantedByAndRequiredByWithDefault) {
