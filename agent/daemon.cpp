@@ -33,6 +33,7 @@
 #include "agent/report.h"
 #include "agent/runtime.h"
 #include "agent/server_report.h"
+#include "agent/service_watch.h"
 #include "agent/progress.h"
 #include "agent/wiring.h"
 #include "common/log.h"
@@ -43,6 +44,7 @@ namespace farmhand::agent {
 namespace {
 
 constexpr std::chrono::seconds kHealthInterval{60};
+constexpr std::chrono::seconds kServiceInterval{10};
 constexpr std::chrono::seconds kBootHealthTimeout{90};
 constexpr std::chrono::seconds kWatchHealthTimeout{5};
 
@@ -212,6 +214,65 @@ class HealthWatch {
   std::thread thread_;
 };
 
+// Watches the running containers' payload services on a thread of its own,
+// every kServiceInterval, through each container's systemd; a service that
+// died (or that systemd had to restart) is handed to `trouble` with the
+// end of its journal. It does not look while an apply runs: apply restarts
+// services itself, and checks them.
+class ServiceWatch {
+ public:
+  using Trouble = std::function<void(const ServiceTrouble&)>;
+  ServiceWatch(const Invocation& inv, provisioner::AgentConfig config, Trouble trouble) {
+    bool any = false;
+    for (const auto& c : config.containers) any = any || !c.services.empty();
+    if (!any) return;
+    thread_ = std::thread([this, inv, config = std::move(config), trouble = std::move(trouble)]() mutable {
+      auto wired = wire(inv, std::move(config));
+      if (!wired) {
+        log::error("service watch: ", wired.error().message());
+        return;
+      }
+      provisioner::Provisioner& p = *(*wired)->provisioner;
+      std::map<std::pair<std::string, std::string>, provisioner::UnitState> last;
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!stop_) {
+        if (cv_.wait_for(lock, kServiceInterval, [this] { return stop_; })) break;
+        lock.unlock();
+        if (!p.applying()) {
+          auto states = p.payload_services();
+          if (!states) {
+            log::warning("service watch: ", states.error().message());
+          } else {
+            for (auto t : service_troubles(last, *states)) {
+              const std::string journal = p.service_journal(t.container, t.unit);
+              if (!journal.empty()) t.message += ". Its journal:\n" + journal;
+              log::warning("container ", t.container, ": ", t.message);
+              trouble(t);
+            }
+          }
+        }
+        lock.lock();
+      }
+    });
+  }
+  ~ServiceWatch() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  ServiceWatch(const ServiceWatch&) = delete;
+  ServiceWatch& operator=(const ServiceWatch&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 // Everything the device side of the agent needs, rebuilt on reload.
 struct DeviceSide {
   provisioner::AgentConfig config;
@@ -305,6 +366,7 @@ int cmd_daemon(const Invocation& inv) {
   std::unique_ptr<DeviceSide> devices;
   std::unique_ptr<ServerReport> report;
   std::unique_ptr<HealthWatch> health;
+  std::unique_ptr<ServiceWatch> services;
   // container -> pidfd of its init and its watch (hosts without systemd)
   std::map<std::string, std::pair<int, EventLoop::WatchId>> exits;
   // A failed attach or revoke is retried on a timer, on this thread like
@@ -451,6 +513,13 @@ int cmd_daemon(const Invocation& inv) {
       report = std::move(*r);
     }
   };
+  // A payload service that died: an event for the server (kept in the
+  // outbox until it is stored, like every event).
+  ServiceWatch::Trouble service_trouble = [&](const ServiceTrouble& t) {
+    loop.post([&, t] {
+      if (report) report->emit("service_failed", t.container, std::nullopt, t.message);
+    });
+  };
   restart_watches = [&] {
     auto config = load_config(inv);
     if (!config) return;
@@ -460,6 +529,8 @@ int cmd_daemon(const Invocation& inv) {
         if (report) report->set_health(std::move(h));
       });
     });
+    services.reset();
+    services = std::make_unique<ServiceWatch>(inv, *config, service_trouble);
     start_devices(*config);
     if (report) report->set_config(*config);
   };
@@ -530,6 +601,7 @@ int cmd_daemon(const Invocation& inv) {
       if (report) report->set_health(std::move(h));
     });
   });
+  services = std::make_unique<ServiceWatch>(inv, *initial, service_trouble);
 
   int rc = kExitOk;
   std::vector<EventLoop::WatchId> watches;
@@ -636,6 +708,7 @@ int cmd_daemon(const Invocation& inv) {
     ::close(e.first);
   }
   if (device_retry) loop.cancel(*device_retry);
+  services.reset();
   report.reset();
   health.reset();
   devices.reset();

@@ -268,6 +268,41 @@ Result<SetupStep> render_step(const ContainerSpec& spec, const SetupStep& step,
   return rendered;
 }
 
+Result<ProcessResult> run_as_root_in(ProcessRunner& runner, const PayloadTarget& t, const std::string& helper,
+                                     std::vector<std::string> argv, Command* shown) {
+  SetupStep s;
+  s.name = argv[0];
+  s.run = std::move(argv);
+  s.user = RunAs::kRoot;
+  s.cwd = "/";
+  s.timeout_s = 120;
+  Command cmd = PayloadApplier::step_command(t, s, helper);
+  if (shown) *shown = cmd;
+  return runner.run(cmd);
+}
+
+Result<UnitState> container_unit_state(ProcessRunner& runner, const PayloadTarget& t, const std::string& helper,
+                                       const std::string& unit) {
+  Command shown;
+  auto r = run_as_root_in(runner, t, helper,
+                          {"systemctl", "show", "--property=ActiveState,SubState,Result,NRestarts", "--", unit}, &shown);
+  if (!r) return r.error();
+  if (!r->success()) return command_error(shown, *r);
+  return parse_unit_state(r->out);
+}
+
+std::string container_unit_journal(ProcessRunner& runner, const PayloadTarget& t, const std::string& helper,
+                                   const std::string& unit) {
+  auto r = run_as_root_in(runner, t, helper,
+                          {"journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n",
+                           std::to_string(kServiceJournalLines), "-u", unit},
+                          nullptr);
+  if (!r || !r->success()) return "";
+  std::string text = without_noise(r->out);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return tail(text, kErrorTail);
+}
+
 bool has_payload(const ContainerSpec& spec) {
   return !spec.sources.empty() || !spec.files.empty() || !spec.setup.empty() || !spec.services.empty();
 }
@@ -384,6 +419,13 @@ Command PayloadApplier::step_command(const PayloadTarget& t, const SetupStep& s,
     // /etc/resolv.conf for when it boots.
     cmd.args = CommandRunner::nspawn_args(t.tree.string(), setenv, CommandRunner::Dns::kBindHost);
     cmd.args.pop_back();  // "--"
+    // The container's binds, as it has them when it runs: a step sees the
+    // same file system booted or not (a compiler cache, say).
+    for (const auto& b : t.layout->spec.binds) {
+      const std::string target = b.target.empty() ? b.source : b.target;
+      cmd.args.push_back((b.read_only ? "--bind-ro=" : "--bind=") + (t.host_root / fs::path(b.source).relative_path()).string() +
+                         ":" + target);
+    }
     cmd.args.push_back("--chdir=" + cwd);
     if (!root) cmd.args.push_back(std::string("--user=") + kBuildUser);
     cmd.args.push_back("--");
@@ -655,14 +697,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   // --- services -----------------------------------------------------------
   const std::string unit_dir = "etc/systemd/system";
   auto run_in_container = [&](std::vector<std::string> argv, Command* shown) -> Result<ProcessResult> {
-    SetupStep s;
-    s.name = argv[0];
-    s.run = std::move(argv);
-    s.user = RunAs::kRoot;
-    s.cwd = "/";
-    s.timeout_s = 120;
-    *shown = step_command(t, s, helper_);
-    return runner_.run(*shown);
+    return run_as_root_in(runner_, t, helper_, std::move(argv), shown);
   };
   auto in_container = [&](std::vector<std::string> argv) -> Status {
     if (!t.leader) return {};
@@ -672,26 +707,8 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     if (!r->success()) return command_error(shown, *r);
     return {};
   };
-  // What the container's systemd says of a unit.
-  auto unit_state = [&](const std::string& unit) -> Result<UnitState> {
-    Command shown;
-    auto r = run_in_container({"systemctl", "show", "--property=ActiveState,SubState,Result,NRestarts", "--", unit},
-                              &shown);
-    if (!r) return r.error();
-    if (!r->success()) return command_error(shown, *r);
-    return parse_unit_state(r->out);
-  };
-  // The last lines the unit logged, for an error.
-  auto journal_tail = [&](const std::string& unit) -> std::string {
-    Command shown;
-    auto r = run_in_container({"journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n",
-                               std::to_string(kServiceJournalLines), "-u", unit},
-                              &shown);
-    if (!r || !r->success()) return "";
-    std::string text = without_noise(r->out);
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    return tail(text, kErrorTail);
-  };
+  auto unit_state = [&](const std::string& unit) { return container_unit_state(runner_, t, helper_, unit); };
+  auto journal_tail = [&](const std::string& unit) { return container_unit_journal(runner_, t, helper_, unit); };
   // Waits until a unit that was just started stays up: active (for
   // Type=notify, systemctl waited for it to be ready) through the settle
   // time, or failed, stopped, or restarted by its Restart= policy meanwhile.

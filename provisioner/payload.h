@@ -64,6 +64,7 @@ struct UnitState {
   std::string describe() const;  // "failed (failed), result exit-code"
 };
 UnitState parse_unit_state(std::string_view systemctl_show_output);
+
 inline constexpr int kServiceJournalLines = 20;
 
 // "45 s", "2 m 10 s", "1 h 05 m".
@@ -78,6 +79,7 @@ struct PayloadTarget {
   fs::path tree;                  // host path of the container's root filesystem
   std::optional<pid_t> leader;    // the running container's init, if it runs
   std::map<std::string, std::string> vars;  // template variables (without source.*)
+  fs::path host_root = "/";       // where the host's / is (--root), for the binds' sources
 };
 
 struct PayloadPreviewItem {
@@ -102,6 +104,19 @@ struct PayloadOutcome {
 // counted. The error of a failing step carries the last kErrorTail bytes.
 inline constexpr size_t kStepOutputLines = 200;
 inline constexpr size_t kErrorTail = 3072;
+
+// Runs argv as root in a container: entered through its leader when it
+// runs, with systemd-nspawn on its tree when not. `shown` (may be null)
+// gets the command, for errors.
+Result<ProcessResult> run_as_root_in(ProcessRunner& runner, const PayloadTarget& target, const std::string& helper,
+                                     std::vector<std::string> argv, Command* shown);
+// A unit's state from the running container's systemd.
+Result<UnitState> container_unit_state(ProcessRunner& runner, const PayloadTarget& target, const std::string& helper,
+                                       const std::string& unit);
+// The unit's last kServiceJournalLines journal lines (at most kErrorTail
+// bytes), or "" when they cannot be read.
+std::string container_unit_journal(ProcessRunner& runner, const PayloadTarget& target, const std::string& helper,
+                                   const std::string& unit);
 
 class PayloadApplier {
  public:

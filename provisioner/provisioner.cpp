@@ -118,6 +118,7 @@ struct Provisioner::Impl {
     target.tree = host(l.machine_dir);
     target.leader = leader(n);
     target.vars = template_vars(l);
+    target.host_root = root.map("/");
     if (l.clone_method == CloneMethod::kOverlay && !is_mount_point(target.tree)) {
       if (auto s = cloner.mount_overlay(host(l.base_dir), target.tree, host(l.overlay_dir)); !s) return s.error();
     }
@@ -779,6 +780,38 @@ Result<std::vector<Provisioner::PayloadPlan>> Provisioner::payload_plan(bool fet
   }
   return out;
 }
+
+Result<std::vector<Provisioner::ServiceState>> Provisioner::payload_services() {
+  std::vector<ServiceState> out;
+  for (const auto& spec : impl_->config.containers) {
+    bool any = false;
+    for (const auto& svc : spec.services) any = any || svc.enable;
+    if (!any) continue;
+    auto leader = impl_->leader(spec.name);
+    if (!leader) continue;
+    PayloadTarget target;
+    target.tree = impl_->host(impl_->config.paths.machines + "/" + spec.name);
+    target.leader = leader;
+    for (const auto& svc : spec.services) {
+      if (!svc.enable) continue;
+      auto st = container_unit_state(impl_->process_runner, target, impl_->helper_exe, svc.name);
+      if (!st) return st.error().context(spec.name + ": " + svc.name);
+      out.push_back({spec.name, svc.name, *st});
+    }
+  }
+  return out;
+}
+
+std::string Provisioner::service_journal(const std::string& container, const std::string& unit) {
+  auto leader = impl_->leader(container);
+  if (!leader) return "";
+  PayloadTarget target;
+  target.tree = impl_->host(impl_->config.paths.machines + "/" + container);
+  target.leader = leader;
+  return container_unit_journal(impl_->process_runner, target, impl_->helper_exe, unit);
+}
+
+bool Provisioner::applying() { return FileLock::held(impl_->host(impl_->config.paths.state + "/apply.lock")); }
 
 Result<std::vector<std::string>> Provisioner::request_rebuild(const std::string& name, const std::string& step,
                                                               bool clean) {

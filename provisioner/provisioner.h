@@ -113,6 +113,18 @@ class Provisioner {
     PayloadPreview preview;
   };
   Result<std::vector<PayloadPlan>> payload_plan(bool fetch);
+  // The enabled payload services of each running container, as its
+  // systemd reports them (one `systemctl show` per service).
+  struct ServiceState {
+    std::string container;
+    std::string unit;
+    UnitState state;
+  };
+  Result<std::vector<ServiceState>> payload_services();
+  // A service's last journal lines in a running container ("" if unreadable).
+  std::string service_journal(const std::string& container, const std::string& unit);
+  // Whether an apply is running now (it holds the apply lock).
+  bool applying();
   // Marks a container's steps to rerun at the next apply, after any apply
   // that is running (PayloadApplier::request_rebuild).
   Result<std::vector<std::string>> request_rebuild(const std::string& name, const std::string& step, bool clean);

@@ -384,7 +384,7 @@ std::vector<BadConfig> bad_configs() {
         "/containers/0/services: expected an array, got null"}},
       {"SourceMissingKeysAndUnknownKey",
        with_containers(debian(R"("sources": [{"branch": "main"}, "x"])")),
-       {"/containers/0/sources/0/branch: unknown key (expected one of: credentials, depth, name, path, ref, "
+       {"/containers/0/sources/0/branch: unknown key (expected one of: clean, credentials, depth, name, path, ref, "
         "submodules, url)",
         "/containers/0/sources/0/name: required key is missing", "/containers/0/sources/0/url: required key is missing",
         "/containers/0/sources/0/ref: required key is missing", "/containers/0/sources/0/path: required key is missing",

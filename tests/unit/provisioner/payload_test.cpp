@@ -630,5 +630,24 @@ TEST(StepCommand, ARunningContainerIsEnteredThroughItsLeader) {
   EXPECT_EQ(c.timeout, std::chrono::seconds(3600));
 }
 
+// A stopped container's step sees the container's binds, as it does booted.
+TEST(StepCommand, AStoppedContainersStepGetsItsBinds) {
+  test::TempDir tmp;
+  ContainerLayout l;
+  l.spec.name = "deb12";
+  l.spec.binds = {{"/var/cache/ccache", "/var/cache/ccache", false}, {"/srv/ro", "", true}};
+  PayloadTarget t;
+  t.layout = &l;
+  t.tree = tmp.path();
+  t.host_root = "/prefix";
+  SetupStep s;
+  s.name = "build";
+  s.run = {"make"};
+  s.user = RunAs::kRoot;
+  Command c = PayloadApplier::step_command(t, s, "/usr/bin/farmhand");
+  EXPECT_NE(std::find(c.args.begin(), c.args.end(), "--bind=/prefix/var/cache/ccache:/var/cache/ccache"), c.args.end());
+  EXPECT_NE(std::find(c.args.begin(), c.args.end(), "--bind-ro=/prefix/srv/ro:/srv/ro"), c.args.end());
+}
+
 }  // namespace
 }  // namespace farmhand::provisioner
