@@ -78,6 +78,12 @@ void AgentLink::send_command_result(protocol::CommandResult result) {
   if (state_ == State::kWelcomed) ws_.want_write();
 }
 
+void AgentLink::send_progress(protocol::Progress progress) {
+  if (state_ != State::kWelcomed) return;
+  progress_ = std::move(progress);
+  ws_.want_write();
+}
+
 void AgentLink::cancel_timers() {
   if (connect_timer_ != 0) loop_.cancel(connect_timer_);
   if (heartbeat_timer_ != 0) loop_.cancel(heartbeat_timer_);
@@ -265,6 +271,11 @@ std::optional<std::string> AgentLink::next_frame() {
     heartbeat_due_ = false;
     ++counters_.heartbeats_sent;
     return protocol::encode(protocol::AgentFrame(callbacks_.heartbeat()));
+  }
+  if (progress_) {
+    protocol::Progress p = std::move(*progress_);
+    progress_.reset();
+    return protocol::encode(protocol::AgentFrame(std::move(p)));
   }
   if (!results_.empty()) {
     protocol::CommandResult r = std::move(results_.front());

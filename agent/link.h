@@ -81,6 +81,9 @@ class AgentLink {
   void send_inventory();
   // A command's answer. Kept until a connection has taken it.
   void send_command_result(protocol::CommandResult result);
+  // Where a command's apply is; only while connected (a progress frame is
+  // never queued: the next one says more), at most one waiting.
+  void send_progress(protocol::Progress progress);
 
   // Welcomed by the server and not disconnected since.
   bool connected() const { return state_ == State::kWelcomed; }
@@ -125,6 +128,7 @@ class AgentLink {
   bool inventory_due_ = false;
   bool heartbeat_due_ = false;
   std::deque<protocol::CommandResult> results_;
+  std::optional<protocol::Progress> progress_;
   std::deque<protocol::Event> batch_;  // read from the outbox, not yet sent
   uint64_t sent_seq_ = 0;
   uint64_t acked_seq_ = 0;

@@ -53,16 +53,27 @@ std::optional<int64_t> process_start_ms(const HostRoot& root, pid_t pid) {
   return btime * 1000 + ticks * 1000 / hz;
 }
 
-// Collects an apply's failures for a command's answer; prints nothing.
+// Collects an apply's failures for a command's answer, and passes where it
+// is (a step starting, a heartbeat) to `on_progress`; prints nothing.
 class QuietProgress final : public provisioner::ApplyReporter {
  public:
-  void step_started(const std::string&, const std::string&) override {}
+  void step_started(const std::string& container, const std::string& step) override {
+    step_ = step;
+    if (on_progress) on_progress(container, step, "");
+  }
   void step_output(const std::string&, std::string_view) override {}
+  void step_heartbeat(const std::string& container, std::string_view text) override {
+    if (on_progress) on_progress(container, step_, std::string(text));
+  }
+  std::function<void(const std::string& container, const std::string& step, const std::string& text)> on_progress;
   void step_finished(const std::string& container, const std::string& step, std::chrono::milliseconds,
                      const Status& result) override {
     if (!result) failures += container + ": " + step + ": " + result.error().message() + "; ";
   }
   std::string failures;
+
+ private:
+  std::string step_;
 };
 
 }  // namespace
@@ -290,6 +301,12 @@ void ServerReport::run_command(const protocol::Command& c) {
       done = *c.container + (c.action == "stop" ? " stopped" : c.action == "start" ? " started" : " restarted");
     } else {
       QuietProgress progress;
+      progress.on_progress = [this, &loop, alive, id = c.id](const std::string& container, const std::string& step,
+                                                            const std::string& text) {
+        loop.post([this, alive, p = protocol::Progress{id, container, step, text}]() mutable {
+          if (*alive && link_) link_->send_progress(std::move(p));
+        });
+      };
       std::string rebuilt;
       if (c.action == "reprovision") {
         result = (*wired)->provisioner->destroy(*c.container, progress);

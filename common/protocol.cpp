@@ -298,6 +298,10 @@ std::variant<AgentFrame, ProtocolError> decode_agent_frame(std::string_view text
     if (type == "command_result") {
       return CommandResult{r.string("id"), r.boolean("ok"), r.string("message", kMaxMessageBytes, true)};
     }
+    if (type == "progress") {
+      return Progress{r.string("command"), r.string("container"), r.string("step"),
+                      r.string("text", kMaxMessageBytes, true)};
+    }
     refuse("unknown_type", "/type: unknown frame type \"" + type.substr(0, 64) + "\"");
   });
 }
@@ -382,6 +386,10 @@ struct AgentEncoder {
   }
   json operator()(const CommandResult& r) const {
     return {{"type", "command_result"}, {"id", r.id}, {"ok", r.ok}, {"message", r.message}};
+  }
+  json operator()(const Progress& p) const {
+    return {{"type", "progress"}, {"command", p.command}, {"container", p.container}, {"step", p.step},
+            {"text", p.text}};
   }
 };
 

@@ -89,6 +89,15 @@ struct Command {
   bool clean = false;               // rebuild: clean the steps' sources first
   bool operator==(const Command&) const = default;
 };
+// Where a command's apply is: its running step, and a heartbeat line
+// while the step is long. Not stored; the server passes it to dashboards.
+struct Progress {
+  std::string command;    // the command's id
+  std::string container;
+  std::string step;       // "setup lws-build"
+  std::string text;       // "lws-build: 2 m 10 s, 4,312 lines, last: ..." ("" when the step starts)
+  bool operator==(const Progress&) const = default;
+};
 struct CommandResult {
   std::string id;
   bool ok = false;
@@ -101,7 +110,7 @@ struct ErrorFrame {
 };
 
 // Frames an agent sends.
-using AgentFrame = std::variant<Enroll, Hello, Inventory, Event, Heartbeat, CommandResult>;
+using AgentFrame = std::variant<Enroll, Hello, Inventory, Event, Heartbeat, CommandResult, Progress>;
 // Frames the server sends to an agent.
 using ServerFrame = std::variant<Enrolled, Welcome, Ack, Command, ErrorFrame>;
 

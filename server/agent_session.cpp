@@ -62,6 +62,7 @@ void Hub::agent_message(AgentSession* s, std::string_view text) {
                  [&](protocol::Heartbeat& hb) { handle_heartbeat(s, hb); },
                  [&](protocol::Inventory& inv) { handle_inventory(s, inv); },
                  [&](protocol::CommandResult& r) { handle_command_result(s, r); },
+                 [&](protocol::Progress& p) { handle_progress(s, p); },
                  [&](protocol::Hello&) { s->refuse("not_allowed", "hello was already sent"); },
                  [&](protocol::Enroll&) { s->refuse("not_allowed", "enroll on an authenticated connection"); },
              },
@@ -163,6 +164,19 @@ void Hub::handle_command_result(AgentSession* s, const protocol::CommandResult& 
   }
   nlohmann::json j = {{"type", "command_result"}, {"host", s->host}, {"id", r.id}, {"ok", r.ok},
                       {"message", r.message}};
+  broadcast(make_frame(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+// A progress line goes to the dashboards as it is, never to disk. An agent
+// that sends them faster than a person can read them has the extra ones
+// dropped, so it cannot flood the dashboards.
+void Hub::handle_progress(AgentSession* s, const protocol::Progress& p) {
+  constexpr int64_t kProgressGapMs = 250;
+  const int64_t now = now_ms();
+  if (now - s->last_progress_ms < kProgressGapMs) return;
+  s->last_progress_ms = now;
+  nlohmann::json j = {{"type", "progress"}, {"host", s->host}, {"command", p.command},
+                      {"container", p.container}, {"step", p.step}, {"text", p.text}};
   broadcast(make_frame(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 

@@ -38,6 +38,7 @@ class AgentSession : public Connection {
   uint64_t staged_seq = 0;      // accepted into the batch
   bool ack_pending = false;
   int64_t last_rx_ms = 0;
+  int64_t last_progress_ms = 0;  // progress frames are passed on at most every kProgressGapMs
 };
 
 // One dashboard connection on /ui.
@@ -138,6 +139,7 @@ class Hub {
   void handle_heartbeat(AgentSession* s, const protocol::Heartbeat& hb);
   void handle_inventory(AgentSession* s, const protocol::Inventory& inv);
   void handle_command_result(AgentSession* s, const protocol::CommandResult& r);
+  void handle_progress(AgentSession* s, const protocol::Progress& p);
   void mark_ack_pending(AgentSession* s);
   void schedule_batch();
   void fail_batch(const Error& error);

@@ -68,6 +68,7 @@ class App {
     this.unanswered = [];       // labels of commands sent, awaiting command_sent or error
     this.errors = [];           // error frames received, newest last (for tests)
     this.sent = [];             // command_sent frames received, newest last (for tests)
+    this.progress = new Map();  // command id -> its progress toast, updated in place
     this.hostsView = new HostsView(this.store, {
       isAdmin: () => this.role === 'admin',
       request: (cmd) => this.requestCommand(cmd),
@@ -184,6 +185,7 @@ class App {
       case 'event': return this.timeline.addLive(frame);
       case 'command_sent': return this.onCommandSent(frame);
       case 'command_result': return this.onCommandResult(frame);
+      case 'progress': return this.onProgress(frame);
       case 'error': return this.onError(frame);
       default: return undefined;  // a newer server may send more
     }
@@ -267,9 +269,25 @@ class App {
     toast({kind: 'info', type: 'command_sent', title: `Sent: ${label}`, message: `command ${frame.id}, waiting for ${frame.host}`});
   }
 
+  // Where a command's apply is: one toast per command, its line replaced by
+  // each step that starts and each heartbeat of a long one.
+  onProgress(frame) {
+    const label = this.commands.get(frame.command) || `command ${frame.command} on ${frame.host}`;
+    const line = `${frame.container}: ${frame.text || `${frame.step}…`}`;
+    const node = this.progress.get(frame.command);
+    if (node && node.isConnected) {
+      node.querySelector('.toast-message').textContent = line;
+      return;
+    }
+    this.progress.set(frame.command, toast({kind: 'info', type: 'progress', title: `Running: ${label}`, message: line}));
+  }
+
   onCommandResult(frame) {
     const label = this.commands.get(frame.id) || `command ${frame.id} on ${frame.host}`;
     this.commands.delete(frame.id);
+    const running = this.progress.get(frame.id);
+    if (running) running.remove();
+    this.progress.delete(frame.id);
     toast({kind: frame.ok ? 'ok' : 'error', type: 'command_result',
            title: `${frame.ok ? 'Done' : 'Failed'}: ${label}`, message: frame.message || ''});
   }

@@ -64,9 +64,9 @@ TEST(ProtocolDoc, EveryAgentAndServerExampleRoundTrips) {
     EXPECT_EQ(to_json(std::get<ServerFrame>(as_server)), doc) << ex.text;
     ++server;
   }
-  // enroll, hello, inventory, event, heartbeat, command_result; enrolled,
-  // welcome, ack, command, and the error example of the Errors section.
-  EXPECT_EQ(agent, 6U);
+  // enroll, hello, inventory, event, heartbeat, command_result, progress;
+  // enrolled, welcome, ack, command, and the error example of the Errors section.
+  EXPECT_EQ(agent, 7U);
   EXPECT_EQ(server, 4U);
 }
 
@@ -194,6 +194,16 @@ TEST(UiCommand, NeedsWhatItsActionNeeds) {
             R"({"action":"rebuild","clean":true,"container":"c","id":"c-9","step":"lws-build","type":"command"})");
   r = decode_ui_command(R"({"type":"hello"})");
   EXPECT_EQ(std::get<ProtocolError>(r).code, "unknown_type");
+}
+
+TEST(Progress, RoundTripsAndNeedsItsKeys) {
+  Progress p{"c-17", "sai-deb12", "setup lws-build", "lws-build: 2 m 10 s, 4,312 lines, last: [ 61%]"};
+  auto back = decode_agent_frame(encode(AgentFrame{p}));
+  ASSERT_TRUE(std::holds_alternative<AgentFrame>(back));
+  EXPECT_EQ(std::get<Progress>(std::get<AgentFrame>(back)), p);
+  auto bad = decode_agent_frame(R"({"type":"progress","command":"c-1","step":"x","text":""})");
+  ASSERT_TRUE(std::holds_alternative<ProtocolError>(bad));
+  EXPECT_EQ(std::get<ProtocolError>(bad).message, "/container: missing");
 }
 
 TEST(Encode, InvalidUtf8IsReplacedNotThrown) {
