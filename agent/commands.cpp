@@ -649,7 +649,7 @@ const char* usage(const std::string& command) {
   if (command == "rebuild") {
     return "Usage: farmhand [--config FILE] [--root DIR] rebuild NAME [--step STEP] [--clean]\n\n"
            "Reruns a container's setup steps now: all of them, or STEP and every step\n"
-           "after it. With --clean, the sources those steps depend on are cleaned first\n"
+           "after it. With --clean, the checkouts those steps work in are cleaned first\n"
            "(git clean -ffdx and reset: build directories and caches go). Then applies.\n";
   }
   if (command == "apply") {

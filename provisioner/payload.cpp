@@ -244,6 +244,11 @@ UnitState parse_unit_state(std::string_view text) {
   return st;
 }
 
+bool works_in(const SetupStep& step, const SourceSpec& src) {
+  const std::string dir = src.path.ends_with("/") ? src.path : src.path + "/";
+  return step.cwd == src.path || (step.cwd + "/").starts_with(dir);
+}
+
 std::string source_fingerprint(const SourceSpec& src) {
   return item_fingerprint(
       {{"url", src.url}, {"ref", src.ref}, {"path", src.path}, {"submodules", src.submodules}});
@@ -606,21 +611,20 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
   auto must_run = [&](size_t i) {
     const PayloadRecord* rec = records.find(PayloadKind::kStep, spec.setup[i].name);
     if (!rec || rec->fingerprint != step_fingerprint(rendered_steps[i], out.commits)) return true;
-    for (const auto& s : rendered_steps[i].sources) {
-      if (cleaned.count(s)) return true;  // its build directory is gone
+    for (const auto& src : spec.sources) {
+      if (cleaned.count(src.name) && works_in(rendered_steps[i], src)) return true;  // its build state is gone
     }
     return false;
   };
-  // A source with `clean` is cleaned before any step that depends on it
-  // reruns (whatever the reason: a new definition, a failure last time), so
-  // that no build state survives a failed or changed build; then every step
-  // that depends on it reruns.
+  // A source with `clean` is cleaned before a step that works in its
+  // checkout reruns (whatever the reason: the source moved, a new
+  // definition, a failure last time), so that no build state survives a
+  // failed or changed build; then every step that works in it reruns.
   for (const auto& src : spec.sources) {
     if (!src.clean || cleaned.count(src.name)) continue;
     bool rerun = false;
     for (size_t i = 0; i < rendered_steps.size() && !rerun; ++i) {
-      const auto& deps = rendered_steps[i].sources;
-      rerun = std::find(deps.begin(), deps.end(), src.name) != deps.end() && must_run(i);
+      rerun = works_in(rendered_steps[i], src) && must_run(i);
     }
     if (!rerun) continue;
     const std::string what = "clean source " + src.name;
@@ -996,14 +1000,12 @@ Result<std::vector<std::string>> PayloadApplier::request_rebuild(const Container
     }
   }
   std::vector<std::string> marked;
-  std::set<std::string> sources;
+  std::set<std::string> sources;  // the checkouts the marked steps work in
   for (size_t i = first; i < spec.setup.size(); ++i) {
     const SetupStep& s = spec.setup[i];
     marked.push_back(s.name);
-    if (s.sources.empty()) {
-      for (const auto& src : spec.sources) sources.insert(src.name);
-    } else {
-      sources.insert(s.sources.begin(), s.sources.end());
+    for (const auto& src : spec.sources) {
+      if (works_in(s, src)) sources.insert(src.name);
     }
   }
   auto records = state_.payload(spec.name);

@@ -142,7 +142,7 @@ class PayloadApplier {
 
   // Marks steps to rerun at the next apply: every step when `step` is
   // empty, else that step and every step after it. With `clean`, the
-  // sources those steps depend on are cleaned (git clean -ffdx) first.
+  // checkouts those steps work in are cleaned (git clean -ffdx) first.
   // Returns the steps marked; an unknown step is an error naming the others.
   Result<std::vector<std::string>> request_rebuild(const ContainerSpec& spec, const std::string& step, bool clean);
 
@@ -171,6 +171,9 @@ struct OwnedFiles {
 };
 OwnedFiles files_owned_by(const fs::path& dir, uid_t uid, size_t limit);
 
+// Whether a step works in a source's checkout (its cwd is in it): its build
+// state lives there, and a clean of the source reruns it.
+bool works_in(const SetupStep& step, const SourceSpec& src);
 // A source's fingerprint: what makes a checkout a different one.
 std::string source_fingerprint(const SourceSpec& src);
 // A step with its templates rendered and its default sources filled in.

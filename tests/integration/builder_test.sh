@@ -84,14 +84,14 @@ PY
 
 fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
 
-# The builders sai-server lists: "name sai_hash online" lines.
+# The builders sai-server lists: "name sai_hash" lines.
 builders() {
   python3 - "$T/var/lib/sai-test/sai-master-events.sqlite3" <<'PY'
 import sqlite3, sys
 try:
     db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
-    for name, sai_hash, online in db.execute("SELECT name, sai_hash, online FROM builders ORDER BY name"):
-        print(name, sai_hash, online)
+    for name, sai_hash in db.execute("SELECT name, sai_hash FROM builders ORDER BY name"):
+        print(name, sai_hash)
 except sqlite3.Error as e:
     print("no database yet:", e, file=sys.stderr)
 PY
@@ -174,12 +174,16 @@ JSON
   }]
 }
 JSON
-  setsid unshare --mount --fork -- bash -c '
+  setsid unshare --mount --fork --kill-child -- bash -c '
     mount --make-rprivate / && mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" &&
       mkdir -p "$1/run/sai" && exec chroot "$1" /usr/local/bin/sai-server' sai-server "$T" \
     >"$ROOT/sai-server.log" 2>&1 &
-  SERVER_PID=$!
+  local unshare_pid=$!
+  # unshare ignores TERM: the server itself is stopped first, then unshare.
+  wait_for 10 pgrep -P "$unshare_pid"
+  SERVER_PID=$(pgrep -P "$unshare_pid" | head -1)
   track_pid "$SERVER_PID"
+  track_pid "$unshare_pid"
   wait_for 30 bash -c "ss -ltn | grep -q ':4444 '" || { cat "$ROOT/sai-server.log"; return 1; }
 }
 

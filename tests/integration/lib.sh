@@ -27,6 +27,10 @@ on_exit() { _cleanups+=("$*"); }
 
 _cleanup() {
   trap - ERR
+  # Every step of the cleanup runs, whatever one of them returns: under a
+  # testcase's `set -e`, a process that outlived its TERM (timeout's 124)
+  # used to end the cleanup there, leaving the rest running.
+  set +e
   local pid
   for pid in "${_pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null

@@ -510,6 +510,7 @@ TEST_F(PayloadTest, PreviewWithFetchNamesTheStepsOfASourceThatMovedWithoutFetchi
 }
 
 TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
+  layout_.spec.setup[1].cwd = "/home/sai/src/tools";  // tool works in the tools checkout
   ASSERT_TRUE(apply().ok());
   PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
   auto marked = applier.request_rebuild(layout_.spec, "tool", true);
@@ -553,11 +554,20 @@ TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
 // and every step of that source reruns with it.
 TEST_F(PayloadTest, ACleanSourceIsCleanedBeforeItsStepsRerunAndAllOfThemRerun) {
   layout_.spec.sources[0].clean = true;
+  layout_.spec.setup[0].cwd = "/home/sai/src/builder";
   SetupStep build;
   build.name = "build";
   build.run = {"make", "build"};
   build.sources = {"builder"};
+  build.cwd = "/home/sai/src/builder/build";
   layout_.spec.setup.insert(layout_.spec.setup.begin() + 1, build);
+  // Depends on builder, works elsewhere: its rerun does not clean builder.
+  SetupStep elsewhere;
+  elsewhere.name = "elsewhere";
+  elsewhere.run = {"make", "elsewhere"};
+  elsewhere.sources = {"builder"};
+  elsewhere.cwd = "/home/sai/src/tools";
+  layout_.spec.setup.push_back(elsewhere);
   ASSERT_TRUE(apply().ok());
   EXPECT_TRUE(runner_.cleans.empty());  // a first checkout has nothing to clean
 
@@ -577,6 +587,14 @@ TEST_F(PayloadTest, ACleanSourceIsCleanedBeforeItsStepsRerunAndAllOfThemRerun) {
   ASSERT_TRUE(apply().ok());
   EXPECT_EQ(runner_.cleans, (std::vector<std::string>{"builder"}));
   EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure", "build"}));
+
+  // A step that only depends on builder reruns: builder stays as it is.
+  layout_.spec.setup.back().env = {"X=1"};
+  runner_.cleans.clear();
+  runner_.commands.clear();
+  ASSERT_TRUE(apply().ok());
+  EXPECT_TRUE(runner_.cleans.empty());
+  EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"elsewhere"}));
 
   // Nothing to rerun: nothing is cleaned.
   runner_.cleans.clear();
