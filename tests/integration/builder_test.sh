@@ -216,22 +216,27 @@ testcase_the_builder_connects_then_a_new_sai_commit_rebuilds_only_sai() {
       nsenter -t "$LEADER" -a journalctl -u sai-builder --no-pager -n 20; return 1; }
   echo "    sai-server lists: $(builders)"
 
-  # A new Sai commit: only Sai's steps rerun, in the running container.
+  # A new Sai commit: plan --fetch names Sai's steps and fetches nothing;
+  # apply reruns only them, in the running container.
   fhc plan --fetch
   assert_eq 0 "$RC" "$OUT"
-  local next t0=$SECONDS
+  local next t0=$SECONDS objects
   next=$(commit_change "$REPOS/sai-work" "a new Sai commit")
   _git -C "$REPOS/sai-work" push -q origin HEAD:main
   _world_readable "$REPOS/sai.git"
+  objects=$(_git -c safe.directory='*' -C "$T/home/sai/src/sai" count-objects -v)
   fhc plan --fetch
+  assert_contains "$OUT" "source sai: ${first:0:12} -> ${next:0:12} (the remote moved)"
   assert_contains "$OUT" "setup sai-build: source sai moved"
   [[ "$OUT" != *"setup lws-build"* ]] || fail "plan --fetch would rerun lws-build: $OUT"
+  assert_eq "$objects" "$(_git -c safe.directory='*' -C "$T/home/sai/src/sai" count-objects -v)" \
+    "objects in the checkout after plan --fetch"
   fhc apply
   assert_eq 0 "$RC" "$OUT"
   echo "    a new Sai commit, fetched, rebuilt and restarted: $((SECONDS - t0)) s"
   assert_contains "$OUT" "setup sai-build  done in"
   assert_contains "$OUT" "restart sai-builder.service  done in"
-  [[ "$OUT" != *"lws-"* ]] || fail "a libwebsockets step reran: $OUT"
+  [[ "$OUT" != *"setup lws-"* ]] || fail "a libwebsockets step reran: $OUT"
   wait_for 90 bash -c "$(declare -f builders); T='$T'; builders | grep -q '${next:0:7}'" ||
     { echo "builders: $(builders)"; return 1; }
   echo "    after the new commit, sai-server lists: $(builders)"
@@ -257,6 +262,59 @@ PY
   assert_eq 0 "$RC" "apply with the config fixed: $OUT"
   assert_contains "$OUT" "restart sai-builder.service  done in"
   assert_eq active "$(nsenter -t "$LEADER" -a systemctl is-active sai-builder)"
+}
+
+# Edits the test config with the Python code on stdin (`ct` is the container).
+edit_config() {
+  python3 -c '
+import json, sys
+path = sys.argv[1]
+c = json.load(open(path))
+ct = c["containers"][0]
+def step(name): return next(s for s in ct["setup"] if s["name"] == name)
+def source(name): return next(s for s in ct["sources"] if s["name"] == name)
+exec(sys.stdin.read())
+json.dump(c, open(path, "w"), indent=1)
+' "$CONFIG"
+}
+
+# A bad option given to a configure stays in the CMake cache: the builds
+# after it fail, even once the configure's definition is fixed. Without
+# clean the checkout stays poisoned; with clean (as the example has it) the
+# next apply cures it.
+testcase_a_poisoned_cmake_cache_needs_clean() {
+  cp "$CONFIG" "$ROOT/before-poison.json"
+  edit_config <<'PY'
+source("sai")["clean"] = False
+step("sai-configure")["run"].append("-DCMAKE_C_FLAGS=-fno-such-flag")
+PY
+  fhc apply
+  assert_eq 1 "$RC" "apply with a poisoned configure: $OUT"
+  assert_contains "$OUT" "[$NAME] setup sai-build  FAILED"
+  fhc status
+  assert_contains "$OUT" "$NAME: payload step sai-build failed at"
+  fhc plan
+  assert_contains "$OUT" "setup sai-configure: its definition changed"
+  # Fixed, but without clean: the flag is still in the cache.
+  edit_config <<'PY'
+step("sai-configure")["run"].remove("-DCMAKE_C_FLAGS=-fno-such-flag")
+PY
+  fhc plan
+  assert_contains "$OUT" "setup sai-build: it failed at the last apply"
+  fhc apply
+  assert_eq 1 "$RC" "apply with the fixed definition, without clean: $OUT"
+  assert_contains "$OUT" "[$NAME] setup sai-build  FAILED"
+  grep -q -- '-fno-such-flag' "$T/home/sai/src/sai/build/CMakeCache.txt" ||
+    fail "the cache does not hold the flag: the poison is not what this case says"
+  # With clean: the checkout is cleaned, and Sai's steps rerun and pass.
+  cp "$ROOT/before-poison.json" "$CONFIG"
+  fhc apply
+  assert_eq 0 "$RC" "apply with clean: $OUT"
+  assert_contains "$OUT" "clean source sai (untracked and ignored files removed)"
+  assert_contains "$OUT" "[$NAME] setup sai-build  done in"
+  [[ "$OUT" != *"setup lws-"* ]] || fail "a libwebsockets step reran: $OUT"
+  fhc status
+  assert_contains "$OUT" "$NAME: payload ok"
 }
 
 run_testcases
