@@ -173,30 +173,30 @@ std::optional<std::map<std::string, provisioner::NetworkHealth>> watch(provision
 
 namespace {
 
-// Watches the containers' network health on a thread of its own, with its
-// own connections, so a slow check never delays a device event.
-class HealthWatch {
+// A thread of its own that wires a provisioner (its own connections, so a
+// slow look never delays a device event), then calls `look` with it every
+// `interval` until destroyed.
+class PeriodicWatch {
  public:
-  using Seen = std::function<void(std::map<std::string, provisioner::NetworkHealth>)>;
-  HealthWatch(const Invocation& inv, provisioner::AgentConfig config, Seen seen) {
-    thread_ = std::thread([this, inv, config = std::move(config), seen = std::move(seen)]() mutable {
+  using Look = std::function<void(provisioner::Provisioner&)>;
+  PeriodicWatch(const char* what, std::chrono::seconds interval, const Invocation& inv, provisioner::AgentConfig config,
+                Look look) {
+    thread_ = std::thread([this, what, interval, inv, config = std::move(config), look = std::move(look)]() mutable {
       auto wired = wire(inv, std::move(config));
       if (!wired) {
-        log::error("network health watch: ", wired.error().message());
+        log::error(what, ": ", wired.error().message());
         return;
       }
-      std::map<std::string, bool> last;
       std::unique_lock<std::mutex> lock(mutex_);
       while (!stop_) {
-        if (cv_.wait_for(lock, kHealthInterval, [this] { return stop_; })) break;
+        if (cv_.wait_for(lock, interval, [this] { return stop_; })) break;
         lock.unlock();
-        auto health = watch(*(*wired)->provisioner, last);
-        if (health && seen) seen(std::move(*health));
+        look(*(*wired)->provisioner);
         lock.lock();
       }
     });
   }
-  ~HealthWatch() {
+  ~PeriodicWatch() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
@@ -204,8 +204,8 @@ class HealthWatch {
     cv_.notify_all();
     thread_.join();
   }
-  HealthWatch(const HealthWatch&) = delete;
-  HealthWatch& operator=(const HealthWatch&) = delete;
+  PeriodicWatch(const PeriodicWatch&) = delete;
+  PeriodicWatch& operator=(const PeriodicWatch&) = delete;
 
  private:
   std::mutex mutex_;
@@ -214,64 +214,46 @@ class HealthWatch {
   std::thread thread_;
 };
 
-// Watches the running containers' payload services on a thread of its own,
-// every kServiceInterval, through each container's systemd; a service that
-// died (or that systemd had to restart) is handed to `trouble` with the
-// end of its journal. It does not look while an apply runs: apply restarts
-// services itself, and checks them.
-class ServiceWatch {
- public:
-  using Trouble = std::function<void(const ServiceTrouble&)>;
-  ServiceWatch(const Invocation& inv, provisioner::AgentConfig config, Trouble trouble) {
-    bool any = false;
-    for (const auto& c : config.containers) any = any || !c.services.empty();
-    if (!any) return;
-    thread_ = std::thread([this, inv, config = std::move(config), trouble = std::move(trouble)]() mutable {
-      auto wired = wire(inv, std::move(config));
-      if (!wired) {
-        log::error("service watch: ", wired.error().message());
-        return;
-      }
-      provisioner::Provisioner& p = *(*wired)->provisioner;
-      std::map<std::pair<std::string, std::string>, provisioner::UnitState> last;
-      std::unique_lock<std::mutex> lock(mutex_);
-      while (!stop_) {
-        if (cv_.wait_for(lock, kServiceInterval, [this] { return stop_; })) break;
-        lock.unlock();
-        if (!p.applying()) {
-          auto states = p.payload_services();
-          if (!states) {
-            log::warning("service watch: ", states.error().message());
-          } else {
-            for (auto t : service_troubles(last, *states)) {
-              const std::string journal = p.service_journal(t.container, t.unit);
-              if (!journal.empty()) t.message += ". Its journal:\n" + journal;
-              log::warning("container ", t.container, ": ", t.message);
-              trouble(t);
-            }
-          }
+// Watches the containers' network health; `seen` gets each look's result.
+using HealthSeen = std::function<void(std::map<std::string, provisioner::NetworkHealth>)>;
+std::unique_ptr<PeriodicWatch> health_watch(const Invocation& inv, provisioner::AgentConfig config, HealthSeen seen) {
+  auto last = std::make_shared<std::map<std::string, bool>>();
+  return std::make_unique<PeriodicWatch>("network health watch", kHealthInterval, inv, std::move(config),
+                                         [last, seen = std::move(seen)](provisioner::Provisioner& p) {
+                                           auto health = watch(p, *last);
+                                           if (health && seen) seen(std::move(*health));
+                                         });
+}
+
+// Watches the running containers' payload services through each
+// container's systemd; a service that died (or that systemd had to
+// restart) goes to `trouble` with the end of its journal. It does not look
+// while an apply runs: apply restarts services itself, and checks them.
+// Null when no container has a service.
+using ServiceTroubleSeen = std::function<void(const ServiceTrouble&)>;
+std::unique_ptr<PeriodicWatch> service_watch(const Invocation& inv, provisioner::AgentConfig config,
+                                             ServiceTroubleSeen trouble) {
+  bool any = false;
+  for (const auto& c : config.containers) any = any || !c.services.empty();
+  if (!any) return nullptr;
+  auto last = std::make_shared<std::map<std::pair<std::string, std::string>, provisioner::UnitState>>();
+  return std::make_unique<PeriodicWatch>(
+      "service watch", kServiceInterval, inv, std::move(config),
+      [last, trouble = std::move(trouble)](provisioner::Provisioner& p) {
+        if (p.applying()) return;
+        auto states = p.payload_services();
+        if (!states) {
+          log::warning("service watch: ", states.error().message());
+          return;
         }
-        lock.lock();
-      }
-    });
-  }
-  ~ServiceWatch() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  ServiceWatch(const ServiceWatch&) = delete;
-  ServiceWatch& operator=(const ServiceWatch&) = delete;
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+        for (auto t : service_troubles(*last, *states)) {
+          const std::string journal = p.service_journal(t.container, t.unit);
+          if (!journal.empty()) t.message += ". Its journal:\n" + journal;
+          log::warning("container ", t.container, ": ", t.message);
+          trouble(t);
+        }
+      });
+}
 
 // Everything the device side of the agent needs, rebuilt on reload.
 struct DeviceSide {
@@ -365,8 +347,8 @@ int cmd_daemon(const Invocation& inv) {
   std::unique_ptr<Wired> wired;  // the worker's own, kept between reconciles
   std::unique_ptr<DeviceSide> devices;
   std::unique_ptr<ServerReport> report;
-  std::unique_ptr<HealthWatch> health;
-  std::unique_ptr<ServiceWatch> services;
+  std::unique_ptr<PeriodicWatch> health;
+  std::unique_ptr<PeriodicWatch> services;
   // container -> pidfd of its init and its watch (hosts without systemd)
   std::map<std::string, std::pair<int, EventLoop::WatchId>> exits;
   // A failed attach or revoke is retried on a timer, on this thread like
@@ -515,7 +497,7 @@ int cmd_daemon(const Invocation& inv) {
   };
   // A payload service that died: an event for the server (kept in the
   // outbox until it is stored, like every event).
-  ServiceWatch::Trouble service_trouble = [&](const ServiceTrouble& t) {
+  ServiceTroubleSeen service_trouble = [&](const ServiceTrouble& t) {
     loop.post([&, t] {
       if (report) report->emit("service_failed", t.container, std::nullopt, t.message);
     });
@@ -524,13 +506,13 @@ int cmd_daemon(const Invocation& inv) {
     auto config = load_config(inv);
     if (!config) return;
     health.reset();
-    health = std::make_unique<HealthWatch>(inv, *config, [&](std::map<std::string, provisioner::NetworkHealth> h) {
+    health = health_watch(inv, *config, [&](std::map<std::string, provisioner::NetworkHealth> h) {
       loop.post([&, h = std::move(h)]() mutable {
         if (report) report->set_health(std::move(h));
       });
     });
     services.reset();
-    services = std::make_unique<ServiceWatch>(inv, *config, service_trouble);
+    services = service_watch(inv, *config, service_trouble);
     start_devices(*config);
     if (report) report->set_config(*config);
   };
@@ -596,12 +578,12 @@ int cmd_daemon(const Invocation& inv) {
   start_report(*initial);
   if (report) report->emit("agent_started", std::nullopt, std::nullopt, "farmhand agent started");
   start_devices(*initial);
-  health = std::make_unique<HealthWatch>(inv, *initial, [&](std::map<std::string, provisioner::NetworkHealth> h) {
+  health = health_watch(inv, *initial, [&](std::map<std::string, provisioner::NetworkHealth> h) {
     loop.post([&, h = std::move(h)]() mutable {
       if (report) report->set_health(std::move(h));
     });
   });
-  services = std::make_unique<ServiceWatch>(inv, *initial, service_trouble);
+  services = service_watch(inv, *initial, service_trouble);
 
   int rc = kExitOk;
   std::vector<EventLoop::WatchId> watches;

@@ -608,9 +608,15 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     if (!rendered) return rendered.error();
     rendered_steps.push_back(std::move(*rendered));
   }
+  // Sources of the steps that ran in this apply: a later step of the same
+  // source reruns too (a configure that reran means its build must).
+  std::set<std::string> reran_sources;
   auto must_run = [&](size_t i) {
     const PayloadRecord* rec = records.find(PayloadKind::kStep, spec.setup[i].name);
     if (!rec || rec->fingerprint != step_fingerprint(rendered_steps[i], out.commits)) return true;
+    for (const auto& s : rendered_steps[i].sources) {
+      if (reran_sources.count(s)) return true;
+    }
     for (const auto& src : spec.sources) {
       if (cleaned.count(src.name) && works_in(rendered_steps[i], src)) return true;  // its build state is gone
     }
@@ -694,6 +700,7 @@ Result<PayloadOutcome> PayloadApplier::apply(const PayloadTarget& t, const Paylo
     }
     out.changed = true;
     out.steps_run.push_back(step.name);
+    reran_sources.insert(rendered.sources.begin(), rendered.sources.end());
     if (auto p = state_.put_payload({name, PayloadKind::kStep, step.name, fp, "", 0}); !p) return p.error();
   }
   if (auto s = forget_removed(PayloadKind::kStep, wanted, nullptr); !s) return s.error();
@@ -928,7 +935,9 @@ Result<PayloadPreview> PayloadApplier::preview(const PayloadTarget& t, bool fetc
 
   // Steps: those whose fingerprint differs with the commits apply would check out.
   const std::string failed_item = last && last->state == "failed" ? last->item : "";
+  std::map<std::string, std::string> rerun_sources;  // source -> the first step of it that reruns
   for (const auto& step : spec.setup) {
+    const size_t listed = out.items.size();
     auto rendered = render_step(spec, step, vars);
     if (!rendered) return rendered.error();
     const std::string label = "setup " + step.name;
@@ -959,6 +968,16 @@ Result<PayloadPreview> PayloadApplier::preview(const PayloadTarget& t, bool fetc
       const bool same_definition = with_recorded && rec->fingerprint == step_fingerprint(*with_recorded, recorded);
       add(label, same_definition && !moved.empty() ? "source " + join(moved) + " moved"
                                                    : "its definition changed");
+    } else {
+      for (const auto& s : rendered->sources) {
+        if (rerun_sources.count(s)) {
+          add(label, "an earlier step of source " + s + " reruns (" + rerun_sources[s] + ")");
+          break;
+        }
+      }
+    }
+    if (out.items.size() > listed) {
+      for (const auto& s : rendered->sources) rerun_sources.emplace(s, step.name);
     }
   }
 

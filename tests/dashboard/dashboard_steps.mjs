@@ -154,6 +154,24 @@ async function commitsShown(h) {
     }
     shown.push(`${c.name}: ${want.map((w) => w.text).join(', ')}`);
   }
+  // The payload column: the state the inventory says (a container with
+  // sources has a payload), and a rebuild button for an admin when the
+  // agent offers rebuild.
+  check(columns.map((c) => c.trim()).includes('Payload'),
+        `the containers table of ${found.host} has columns ${JSON.stringify(columns)}, no "Payload"`);
+  check(containers.some((c) => c.payload && c.payload.state),
+        `no container of ${found.host} reports its payload state in its inventory (the test's agent applies one)`);
+  const offersRebuild = ((inventory.host && inventory.host.actions) || []).includes('rebuild');
+  for (const c of containers) {
+    const row = sel.container(found.host, c.name);
+    const text = (await page.locator(`${row} [data-testid="container-payload"]`).textContent()).trim();
+    const want = c.payload && c.payload.state ? c.payload.state : '—';
+    check(text.startsWith(want), `the payload cell of ${c.name} shows "${text}", expected "${want}"`);
+    const rebuild = await page.locator(`${row} [data-testid="action-rebuild"]`).count();
+    const wantRebuild = Boolean(c.payload && offersRebuild);
+    check((rebuild === 1) === wantRebuild,
+          `container ${c.name} has ${rebuild} rebuild button(s), expected ${wantRebuild ? 1 : 0}`);
+  }
   return `${headText}; ${shown.join('; ')}${dashes ? `; ${dashes} container(s) without sources show —` : ''}`;
 }
 

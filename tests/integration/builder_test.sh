@@ -294,13 +294,14 @@ PY
   fhc status
   assert_contains "$OUT" "$NAME: payload step sai-build failed at"
   fhc plan
-  assert_contains "$OUT" "setup sai-configure: its definition changed"
+  assert_contains "$OUT" "setup sai-build: it failed at the last apply"
+  assert_contains "$OUT" "setup sai-install: an earlier step of source sai reruns (sai-build)"
   # Fixed, but without clean: the flag is still in the cache.
   edit_config <<'PY'
 step("sai-configure")["run"].remove("-DCMAKE_C_FLAGS=-fno-such-flag")
 PY
   fhc plan
-  assert_contains "$OUT" "setup sai-build: it failed at the last apply"
+  assert_contains "$OUT" "setup sai-configure: its definition changed"
   fhc apply
   assert_eq 1 "$RC" "apply with the fixed definition, without clean: $OUT"
   assert_contains "$OUT" "[$NAME] setup sai-build  FAILED"
