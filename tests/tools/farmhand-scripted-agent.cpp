@@ -12,7 +12,8 @@
 //   event MESSAGE      appends an event of kind "test" with that message
 //   attach DEVICE_ID   adds the device, attached to web1, and says so
 // --state-file gets web1's state ("running", "stopped"), written atomically.
-// The inventory carries a fixed host.config_commit and two git sources of web1.
+// The inventory carries a fixed host.config_commit, the actions it offers,
+// and two git sources and a failed payload of web1.
 // Heartbeats are the real host's. SIGINT/SIGTERM stop it.
 #include <fcntl.h>
 #include <signal.h>
@@ -91,6 +92,10 @@ struct FakeHost {
     container["sources"] =
         nlohmann::json::array({{{"name", "builder"}, {"commit", "c0ffee5a1b2c3d4e5f60718293a4b5c6d7e8f901"}},
                                {{"name", "sai"}, {"commit", "9d8c7b6a5f4e3d2c1b0a99887766554433221100"}}});
+    container["payload"] = {{"state", "failed"},
+                            {"item", "setup sai-build"},
+                            {"message", "make: *** [Makefile:146: all] Error 2"},
+                            {"time", now_ms()}};
     return {{"time", now_ms()},
             {"host",
              {{"hostname", hostname},
@@ -100,7 +105,8 @@ struct FakeHost {
               {"farmhand_version", kVersion},
               {"network_backend", "none"},
               {"firewall", "none"},
-              {"config_commit", kConfigCommit}}},
+              {"config_commit", kConfigCommit},
+              {"actions", nlohmann::json::array({"apply", "reprovision", "detach", "rebuild", "start", "stop", "restart"})}}},
             {"containers", nlohmann::json::array({container})},
             {"devices", devs}};
   }
