@@ -175,21 +175,24 @@ namespace {
 
 // A thread of its own that wires a provisioner (its own connections, so a
 // slow look never delays a device event), then calls `look` with it every
-// `interval` until destroyed.
+// `interval` (and at once, with `at_start`) until destroyed.
 class PeriodicWatch {
  public:
   using Look = std::function<void(provisioner::Provisioner&)>;
-  PeriodicWatch(const char* what, std::chrono::seconds interval, const Invocation& inv, provisioner::AgentConfig config,
-                Look look) {
-    thread_ = std::thread([this, what, interval, inv, config = std::move(config), look = std::move(look)]() mutable {
+  PeriodicWatch(const char* what, std::chrono::seconds interval, bool at_start, const Invocation& inv,
+                provisioner::AgentConfig config, Look look) {
+    thread_ = std::thread([this, what, interval, at_start, inv, config = std::move(config),
+                           look = std::move(look)]() mutable {
       auto wired = wire(inv, std::move(config));
       if (!wired) {
         log::error(what, ": ", wired.error().message());
         return;
       }
       std::unique_lock<std::mutex> lock(mutex_);
+      bool first = at_start;
       while (!stop_) {
-        if (cv_.wait_for(lock, interval, [this] { return stop_; })) break;
+        if (!first && cv_.wait_for(lock, interval, [this] { return stop_; })) break;
+        first = false;
         lock.unlock();
         look(*(*wired)->provisioner);
         lock.lock();
@@ -218,7 +221,7 @@ class PeriodicWatch {
 using HealthSeen = std::function<void(std::map<std::string, provisioner::NetworkHealth>)>;
 std::unique_ptr<PeriodicWatch> health_watch(const Invocation& inv, provisioner::AgentConfig config, HealthSeen seen) {
   auto last = std::make_shared<std::map<std::string, bool>>();
-  return std::make_unique<PeriodicWatch>("network health watch", kHealthInterval, inv, std::move(config),
+  return std::make_unique<PeriodicWatch>("network health watch", kHealthInterval, false, inv, std::move(config),
                                          [last, seen = std::move(seen)](provisioner::Provisioner& p) {
                                            auto health = watch(p, *last);
                                            if (health && seen) seen(std::move(*health));
@@ -237,14 +240,19 @@ std::unique_ptr<PeriodicWatch> service_watch(const Invocation& inv, provisioner:
   for (const auto& c : config.containers) any = any || !c.services.empty();
   if (!any) return nullptr;
   auto last = std::make_shared<std::map<std::pair<std::string, std::string>, provisioner::UnitState>>();
+  auto said = std::make_shared<size_t>(SIZE_MAX);
   return std::make_unique<PeriodicWatch>(
-      "service watch", kServiceInterval, inv, std::move(config),
-      [last, trouble = std::move(trouble)](provisioner::Provisioner& p) {
+      "service watch", kServiceInterval, true, inv, std::move(config),
+      [last, said, trouble = std::move(trouble)](provisioner::Provisioner& p) {
         if (p.applying()) return;
         auto states = p.payload_services();
         if (!states) {
           log::warning("service watch: ", states.error().message());
           return;
+        }
+        if (states->size() != *said) {
+          log::info("service watch: ", states->size(), " payload service(s) running");
+          *said = states->size();
         }
         for (auto t : service_troubles(*last, *states)) {
           const std::string journal = p.service_journal(t.container, t.unit);

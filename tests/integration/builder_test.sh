@@ -318,4 +318,50 @@ PY
   assert_contains "$OUT" "$NAME: payload ok"
 }
 
+# The agent watches the payload's services: sai-builder killed in the
+# running container (and brought back by its Restart= policy) is a
+# service_failed event on a real farmhand-server.
+testcase_a_service_killed_later_is_an_event_on_the_server() {
+  local build srv conf db token port daemon_pid
+  build=$(cd "$(dirname "$FH")/.." && pwd)
+  srv=$build/server/farmhand-server
+  conf=$ROOT/server.json
+  db=$ROOT/server.db
+  cat >"$conf" <<JSON
+{"database": "$db", "listen": {"address": "127.0.0.1", "port": 0}}
+JSON
+  token=$("$srv" token create --name saihost --config "$conf" 2>/dev/null)
+  "$srv" serve --config "$conf" --port-file "$ROOT/server.port" >"$ROOT/server.log" 2>&1 &
+  track_pid $!
+  wait_for 20 test -s "$ROOT/server.port"
+  port=$(cat "$ROOT/server.port")
+  "$build/tests/tools/farmhand-test-agent" --enroll-token "$token" --url "ws://127.0.0.1:$port" \
+    --credential-file "$ROOT/etc/farmhand/credential" >"$ROOT/enroll.log" 2>&1 ||
+    { cat "$ROOT/enroll.log"; return 1; }
+  edit_config <<PY
+c["server"] = {"url": "ws://127.0.0.1:$port"}
+PY
+  boot
+  wait_for 60 bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active"
+  "$FH" --root "$ROOT" --config "$CONFIG" daemon >"$ROOT/daemon.log" 2>&1 &
+  daemon_pid=$!
+  track_pid "$daemon_pid"
+  events() { python3 -c '
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
+for kind, container, message in db.execute("SELECT kind, container, message FROM events WHERE kind = ?", (sys.argv[2],)):
+    print(kind, container, message.replace("\n", " | "))
+' "$db" "$1" 2>/dev/null; }
+  wait_for 120 bash -c "$(declare -f events); db='$db'; events agent_started | grep -q ." ||
+    { tail -20 "$ROOT/daemon.log"; return 1; }
+  # Once the agent watches the builder, kill it.
+  wait_for 60 grep -q "service watch: 1 payload service(s) running" "$ROOT/daemon.log" ||
+    { tail -20 "$ROOT/daemon.log"; return 1; }
+  nsenter -t "$LEADER" -a systemctl kill -s KILL sai-builder
+  wait_for 90 bash -c "$(declare -f events); db='$db'; events service_failed | grep -q 'sai-builder.service died'" ||
+    { tail -20 "$ROOT/daemon.log"; events service_failed; return 1; }
+  echo "    the server got: $(events service_failed | head -1 | cut -c1-200)"
+  assert_contains "$(events service_failed)" "service_failed $NAME"
+}
+
 run_testcases
