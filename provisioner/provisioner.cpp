@@ -129,8 +129,9 @@ struct Provisioner::Impl {
                  std::chrono::system_clock::now().time_since_epoch())
           .count();
     };
+    // Written only when something happens: an apply with nothing to do
+    // leaves state.db as it was (and costs no commit).
     std::string current;
-    (void)state->put_payload_status(n, {"running", "", "", now_ms()});
     PayloadHooks hooks;
     hooks.started = [&](const std::string& what) {
       current = what;
@@ -160,7 +161,10 @@ struct Provisioner::Impl {
       (void)state->put_payload_status(n, {"failed", current, r.error().message(), now_ms()});
       return r.error();
     }
-    (void)state->put_payload_status(n, {"ok", "", "", now_ms()});
+    auto before = state->payload_status(n);
+    if (!current.empty() || !before || !*before || (*before)->state != "ok") {
+      (void)state->put_payload_status(n, {"ok", "", "", now_ms()});
+    }
     return r->changed;
   }
 
