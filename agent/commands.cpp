@@ -296,7 +296,7 @@ int cmd_status(const Invocation& inv) {
                                     {"distro", r.distro},
                                     {"release", r.release},
                                     {"arch", r.arch},
-                                    {"state", r.state},
+                                    {"state", std::string(provisioner::to_string(r.state))},
                                     {"address", r.address},
                                     {"gateway", r.gateway},
                                     {"subnet", r.subnet},
@@ -338,8 +338,9 @@ int cmd_status(const Invocation& inv) {
     std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %-5s %s\n", "NAME", "DISTRO", "RELEASE", "ARCH", "STATE",
                 "ADDRESS", "BOOT", "NETWORK");
     for (const auto& r : *rows) {
+      const std::string state(provisioner::to_string(r.state));
       std::printf("%-16s %-8s %-10s %-7s %-10s %-15s %-5s %s\n", r.name.c_str(), r.distro.c_str(),
-                  r.release.c_str(), r.arch.c_str(), r.state.c_str(), r.address.empty() ? "-" : r.address.c_str(),
+                  r.release.c_str(), r.arch.c_str(), state.c_str(), r.address.empty() ? "-" : r.address.c_str(),
                   r.boot ? "yes" : "no", network_text(r).c_str());
     }
     for (const auto& r : *rows) {
@@ -516,13 +517,13 @@ int cmd_shell(const Invocation& inv) {
       return kExitFailed;
     }
     auto row = std::find_if(rows->begin(), rows->end(), [&](const auto& r) { return r.name == name; });
-    if (row == rows->end() || row->state == "planned") {
+    if (row == rows->end() || row->state == provisioner::ContainerState::kPlanned) {
       log::error("no container named \"", name, "\" is managed by farmhand");
       return kExitFailed;
     }
     const bool systemd = inv.root == "/" && host_booted_with_systemd();
-    if (row->state != "running") {
-      log::error("container \"", name, "\" is ", row->state, ": ",
+    if (row->state != provisioner::ContainerState::kRunning) {
+      log::error("container \"", name, "\" is ", provisioner::to_string(row->state), ": ",
                  systemd ? "start it with `farmhand start " + name + "`"
                          : "boot it with `farmhand run " + name + "` (this host has no systemd as PID 1)");
       return kExitFailed;

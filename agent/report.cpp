@@ -125,17 +125,26 @@ std::string device_id(const udev::Lease& lease) {
   return slash == std::string::npos ? lease.devnode : lease.devnode.substr(slash + 1);
 }
 
+// A container's state on the wire (docs/protocol.md): running, stopped,
+// failed, or unknown while it is planned, created or destroyed.
+static std::string wire_state(const provisioner::ContainerStatus& c, const InventoryInput& in) {
+  using provisioner::ContainerState;
+  switch (c.state) {
+    case ContainerState::kRunning: return "running";
+    case ContainerState::kStopped: return "stopped";
+    case ContainerState::kReady: return in.running && in.running(c.name) ? "running" : "stopped";
+    case ContainerState::kMissing: return "failed";
+    case ContainerState::kPlanned:
+    case ContainerState::kCreating:
+    case ContainerState::kDestroying: break;
+  }
+  return "unknown";
+}
+
 nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
   nlohmann::json containers = nlohmann::json::array();
   for (const auto& c : in.containers) {
-    std::string state = "unknown";
-    if (c.state == "running" || c.state == "stopped") {
-      state = c.state;
-    } else if (c.state == "ready") {
-      state = in.running && in.running(c.name) ? "running" : "stopped";
-    } else if (c.state == "missing") {
-      state = "failed";
-    }
+    const std::string state = wire_state(c, in);
     std::string network = "unknown";
     std::string reason;
     if (auto h = in.health.find(c.name); h != in.health.end() && state == "running") {

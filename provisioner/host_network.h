@@ -3,8 +3,8 @@
 // traffic out, and the files farmhand writes for them.
 //
 // Choosing is pure (observe_host_facts reads only files, so it works under
-// --root); rendering is pure; applying the files to the running daemons is
-// the provisioner's job.
+// --root); rendering is pure. Each backend (host_network/) renders its own
+// files and reloads its own daemon; host_network/apply.h puts them in place.
 #pragma once
 
 #include <map>
@@ -88,6 +88,7 @@ struct HostNetworkChange {
 HostNetworkChange plan_host_network(const HostNetworkLayout& want, const ObservedHostNetwork& have);
 
 // Logical paths of the host network files.
+inline constexpr const char* kOwnNetworkdPrefix = "10-farmhand-";  // of .network files
 inline constexpr const char* kNmConfFile = "/etc/NetworkManager/conf.d/90-farmhand.conf";
 inline constexpr const char* kNmConnectionDir = "/etc/NetworkManager/system-connections";
 inline constexpr const char* kNetworkdDir = "/etc/systemd/network";

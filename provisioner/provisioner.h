@@ -4,6 +4,11 @@
 // pure planner, and executes it step by step. Every step is idempotent and
 // journaled in state.db, so an apply killed at any point converges when run
 // again. Side effects come in through the constructor.
+//
+// This file is the public API and the order of an apply; the parts live in
+// desired.h (what should be), observe.h (what is, and the plan),
+// container_steps.h (create / finish / destroy / payload), host_network/
+// (files and daemons of the host network), status.h and payload_run.h.
 #pragma once
 
 #include <sys/types.h>
@@ -17,73 +22,21 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/process.h"
 #include "common/systemd.h"
 #include "provisioner/net_health.h"
 #include "provisioner/payload.h"
+#include "provisioner/payload_run.h"
 #include "provisioner/config.h"
 #include "provisioner/plan.h"
 #include "provisioner/recipe.h"
 #include "provisioner/state_store.h"
+#include "provisioner/status.h"
+#include "provisioner/step_journal.h"
 
 namespace farmhand::provisioner {
-
-// Where apply reports its progress; the CLI prints it.
-class ApplyReporter {
- public:
-  virtual ~ApplyReporter() = default;
-  virtual void step_started(const std::string& container, const std::string& step) = 0;
-  // A line of a long-running tool's output (debootstrap, apt-get).
-  virtual void step_output(const std::string& container, std::string_view line) = 0;
-  virtual void step_finished(const std::string& container, const std::string& step,
-                             std::chrono::milliseconds elapsed, const Status& result) = 0;
-  // A running step's heartbeat ("lws-build: 2 m 10 s, 4,312 lines, last:
-  // ..."), at least every 10 s while it shows nothing else.
-  virtual void step_heartbeat(const std::string& container, std::string_view text) { step_output(container, text); }
-  // Something the admin should fix that did not fail the apply.
-  virtual void warning(const std::string& /*container*/, std::string_view /*text*/) {}
-};
-
-struct ContainerStatus {
-  std::string name;
-  std::string distro;
-  std::string release;
-  std::string arch;
-  std::string state;      // "ready", "creating", "destroying", "missing", "planned"
-  std::string address;    // container address, "192.168.80.9"
-  std::string gateway;    // the host end of its veth link, "192.168.80.1"
-  std::string subnet;
-  std::string clone_method;
-  bool boot = false;
-  std::string network_mode;  // "veth", "macvlan", "ipvlan"
-  std::string link;          // macvlan/ipvlan parent
-  // Network health of a running veth container, checked from inside it;
-  // unset when not checked (stopped, no systemd, or not a veth network).
-  std::optional<NetworkHealth> health;
-  struct Source {
-    std::string name;
-    std::string ref;     // as configured; empty if no longer configured
-    std::string commit;  // checked out by the last apply
-  };
-  std::vector<Source> sources;
-  // How its payload last went; unset for a container without one, or not
-  // applied since farmhand kept this.
-  struct Payload {
-    std::string state;    // "ok", "running", "failed", "interrupted"
-    std::string item;     // running or failed: "setup lws-build"
-    std::string message;  // failed: the error
-    int64_t time_ms = 0;  // when it finished, failed, or reached `item`
-  };
-  std::optional<Payload> payload;
-};
-
-// One line for a container's payload state: "ok", "step lws-build failed
-// at 2026-12-02 12:01:03: make: *** [all] Error 2", "running setup
-// lws-build (since 12:00:41)", "interrupted at setup lws-build (...)".
-std::string describe_payload(const ContainerStatus::Payload& payload);
-// The last non-empty line of an error, for one-line summaries.
-std::string last_line(std::string_view text);
 
 enum class UnitAction { kStart, kStop, kRestart };
 
@@ -99,27 +52,20 @@ class Provisioner {
  public:
   // `systemd` may be null: then nothing is started or stopped through systemd
   // (a host without systemd as PID 1, or a --root prefix).
+  // `clock` times the steps and stamps the payload status.
   Provisioner(AgentConfig config, const RecipeBook& recipes, HostRoot root, ProcessRunner& runner,
-              SystemdControl* systemd, std::string host_hostname);
+              SystemdControl* systemd, std::string host_hostname, const Clock& clock = real_clock());
   ~Provisioner();
 
   // What apply would do; reads only, never writes.
   Result<Plan> plan();
   // What apply would do to the payload of each container that has one
   // (PayloadApplier::preview); reads only. `fetch` asks the remotes.
-  struct PayloadPlan {
-    std::string container;
-    bool new_container = false;  // created or replaced by this apply: all of it runs
-    PayloadPreview preview;
-  };
+  using PayloadPlan = PayloadPlanEntry;
   Result<std::vector<PayloadPlan>> payload_plan(bool fetch);
   // The enabled payload services of each running container, as its
   // systemd reports them (one `systemctl show` per service).
-  struct ServiceState {
-    std::string container;
-    std::string unit;
-    UnitState state;
-  };
+  using ServiceState = PayloadServiceState;
   Result<std::vector<ServiceState>> payload_services();
   // A service's last journal lines in a running container ("" if unreadable).
   std::string service_journal(const std::string& container, const std::string& unit);
@@ -161,8 +107,7 @@ class Provisioner {
   Result<ContainerLayout> prepare_to_run(const std::string& name);
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<ProvisionerContext> ctx_;
 };
 
 }  // namespace farmhand::provisioner

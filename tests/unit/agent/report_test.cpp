@@ -35,14 +35,14 @@ TEST(Inventory, MapsStatesHealthAndLeasesIntoAValidFrame) {
   in.host = {{"hostname", "builder-01"}};
   provisioner::ContainerStatus a;
   a.name = "a";
-  a.state = "running";
+  a.state = provisioner::ContainerState::kRunning;
   a.address = "192.168.80.2";
   provisioner::ContainerStatus b;
   b.name = "b";
-  b.state = "ready";
+  b.state = provisioner::ContainerState::kReady;
   provisioner::ContainerStatus c;
   c.name = "c";
-  c.state = "creating";
+  c.state = provisioner::ContainerState::kCreating;
   a.payload = provisioner::ContainerStatus::Payload{
       "failed", "setup lws-build", "setup step \"lws-build\" exited with status 2:\n...\nmake: *** [all] Error 2\n", 11};
   in.containers = {a, b, c};
