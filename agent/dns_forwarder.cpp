@@ -13,6 +13,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace farmhand::agent {
@@ -135,7 +136,7 @@ void DnsForwarder::send_upstream(Pending& p) {
     if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 &&
         ::send(fd, p.query.data(), p.query.size(), 0) == static_cast<ssize_t>(p.query.size())) {
       p.fd = fd;
-      p.deadline = std::chrono::steady_clock::now() + kUpstreamTimeout;
+      p.deadline = monotonic_now() + kUpstreamTimeout;
       return;
     }
     if (fd >= 0) ::close(fd);
@@ -214,7 +215,7 @@ void DnsForwarder::serve() {
     fds.clear();
     fds.push_back({stop_fd_, POLLIN, 0});
     fds.push_back({listen_fd_, POLLIN, 0});
-    auto now = std::chrono::steady_clock::now();
+    auto now = monotonic_now();
     auto next = now + std::chrono::seconds(60);
     for (const auto& p : pending_) {
       fds.push_back({p->fd, POLLIN, 0});
@@ -232,7 +233,7 @@ void DnsForwarder::serve() {
       if (fds[i].revents) on_answer(i - 2);
     }
     if (fds[1].revents) on_query();
-    expire(std::chrono::steady_clock::now());
+    expire(monotonic_now());
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <variant>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace farmhand::agent {
@@ -123,7 +124,7 @@ void AgentLink::connect_now() {
 
 void AgentLink::on_open() {
   state_ = State::kAwaitingWelcome;
-  opened_at_ = std::chrono::steady_clock::now();
+  opened_at_ = monotonic_now();
 }
 
 void AgentLink::on_closed(const std::string& reason) {
@@ -134,7 +135,7 @@ void AgentLink::on_closed(const std::string& reason) {
   ++counters_.disconnects;
   batch_.clear();
   hello_due_ = inventory_due_ = heartbeat_due_ = false;
-  if (was_open && std::chrono::steady_clock::now() - opened_at_ >= options_.stable_after) backoff_.reset();
+  if (was_open && monotonic_now() - opened_at_ >= options_.stable_after) backoff_.reset();
 
   bool unauthorized = server_error_ && server_error_->code == "unauthorized";
   std::chrono::milliseconds delay = unauthorized ? backoff_.cap() : backoff_.next();

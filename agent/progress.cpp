@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include "common/clock.h"
+
 namespace farmhand::agent {
 
 namespace {
@@ -13,11 +15,11 @@ ConsoleProgress::ConsoleProgress(FILE* out) : out_(out), tty_(::isatty(::fileno(
 
 void ConsoleProgress::step_started(const std::string& container, const std::string& step) {
   step_ = "[" + container + "] " + step;
-  started_ = last_print_ = std::chrono::steady_clock::now();
+  started_ = last_print_ = monotonic_now();
 }
 
 void ConsoleProgress::step_output(const std::string&, std::string_view line) {
-  auto now = std::chrono::steady_clock::now();
+  auto now = monotonic_now();
   double secs = std::chrono::duration<double>(now - started_).count();
   std::string text(line.substr(0, kMaxLine));
   if (tty_) {
@@ -37,7 +39,7 @@ void ConsoleProgress::step_heartbeat(const std::string& container, std::string_v
     live_line_ = true;
   } else {
     std::fprintf(out_, "%s\n", line.c_str());
-    last_print_ = std::chrono::steady_clock::now();
+    last_print_ = monotonic_now();
   }
   std::fflush(out_);
 }

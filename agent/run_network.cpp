@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/clock.h"
 #include "agent/dns_forwarder.h"
 #include "agent/runtime.h"
 #include "common/log.h"
@@ -76,10 +77,10 @@ int serve(const HostRoot& root, const RunNetworkPlan& plan, int watched) {
   };
   // nspawn creates ve-NAME as the container starts.
   const fs::path link = fs::path("/sys/class/net") / plan.ifname;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  const auto deadline = monotonic_now() + std::chrono::seconds(120);
   while (!path_exists(link)) {
     if (!alive()) return 0;
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (monotonic_now() > deadline) {
       say(plan.ifname + " did not appear within 120 s: the container has no network");
       return 1;
     }

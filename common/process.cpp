@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace farmhand {
@@ -118,10 +119,18 @@ Error command_error(const Command& command, const ProcessResult& result) {
   return Error(msg);
 }
 
-Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
-  if (command.path.empty() || command.path.front() != '/') {
-    return fail("refusing to run '" + command.path + "': not an absolute path");
-  }
+namespace {
+
+// A started child: its pid and the read ends of its stdout and stderr.
+struct Child {
+  pid_t pid = -1;
+  int out = -1;
+  int err = -1;
+};
+
+// Forks and execs the command in its own process group, with stdin from
+// /dev/null. An execve() failure is reported here, before anything runs.
+Result<Child> spawn(const Command& command) {
   int out_pipe[2], err_pipe[2], exec_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return fail("pipe: " + errno_text(errno));
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -190,11 +199,14 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
     ::waitpid(pid, nullptr, 0);
     return fail("cannot run " + command.path + ": " + errno_text(exec_errno));
   }
+  return Child{pid, out_pipe[0], err_pipe[0]};
+}
 
-  ProcessResult result;
-  Stream streams[2] = {{out_pipe[0], &result.out, {}}, {err_pipe[0], &result.err, {}}};
-  const auto deadline = std::chrono::steady_clock::now() + command.timeout;
-  auto next_tick = std::chrono::steady_clock::now() + command.tick_interval;
+// Reads the child's output until both streams close, calling on_line and
+// on_tick as it goes; kills the group at the deadline.
+void pump_output(const Command& command, const Child& child, Clock::MonoTime deadline, ProcessResult& result) {
+  Stream streams[2] = {{child.out, &result.out, {}}, {child.err, &result.err, {}}};
+  auto next_tick = monotonic_now() + command.tick_interval;
   int open_streams = 2;
   char buf[16384];
   while (open_streams > 0) {
@@ -207,7 +219,7 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
       which[nfds++] = &s;
     }
     int wait_ms = -1;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = monotonic_now();
     if (command.timeout.count() > 0) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
       wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
@@ -227,14 +239,14 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
       if (errno == EINTR) continue;
       break;
     }
-    if (ticking && std::chrono::steady_clock::now() >= next_tick) {
-      next_tick = std::chrono::steady_clock::now() + command.tick_interval;
+    if (ticking && monotonic_now() >= next_tick) {
+      next_tick = monotonic_now() + command.tick_interval;
       command.on_tick();
     }
     if (n == 0) {
       if (tick_first) continue;
       result.timed_out = true;
-      ::kill(-pid, SIGKILL);
+      ::kill(-child.pid, SIGKILL);
       break;
     }
     for (nfds_t i = 0; i < nfds; ++i) {
@@ -263,27 +275,41 @@ Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
   for (auto& s : streams) {
     if (s.fd >= 0) ::close(s.fd);
   }
-  // A program that closed its output can still be running: the deadline
-  // holds until it has exited, not just until its pipes are closed.
-  if (command.timeout.count() > 0 && !result.timed_out) {
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd pfd = {pidfd, POLLIN, 0};
-      int n = pidfd >= 0 ? ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())))
-                         : 1;  // no pidfd (old kernel): wait without a deadline, as before
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0) {
-        result.timed_out = true;
-        ::kill(-pid, SIGKILL);
-      }
-      break;
+}
+
+// A program that closed its output can still be running: the deadline
+// holds until it has exited, not just until its pipes are closed.
+void wait_for_exit_until(pid_t pid, Clock::MonoTime deadline, ProcessResult& result) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - monotonic_now());
+    pollfd pfd = {pidfd, POLLIN, 0};
+    int n = pidfd >= 0 ? ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())))
+                       : 1;  // no pidfd (old kernel): wait without a deadline, as before
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      result.timed_out = true;
+      ::kill(-pid, SIGKILL);
     }
-    if (pidfd >= 0) ::close(pidfd);
+    break;
   }
+  if (pidfd >= 0) ::close(pidfd);
+}
+
+}  // namespace
+
+Result<ProcessResult> PosixProcessRunner::run(const Command& command) {
+  if (command.path.empty() || command.path.front() != '/') {
+    return fail("refusing to run '" + command.path + "': not an absolute path");
+  }
+  auto child = spawn(command);
+  if (!child) return child.error();
+  ProcessResult result;
+  const auto deadline = monotonic_now() + command.timeout;
+  pump_output(command, *child, deadline, result);
+  if (command.timeout.count() > 0 && !result.timed_out) wait_for_exit_until(child->pid, deadline, result);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  while (::waitpid(child->pid, &status, 0) < 0) {
     if (errno != EINTR) return fail("waitpid: " + errno_text(errno));
   }
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);

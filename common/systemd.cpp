@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace farmhand {
@@ -313,7 +314,7 @@ class BusSystemd final : public SystemdControl {
     if (sd_bus_message_read(reply, "o", &job_path) >= 0 && job_path) path = job_path;
     sd_bus_message_unref(reply);
 
-    const auto deadline = std::chrono::steady_clock::now() + kJobTimeout;
+    const auto deadline = monotonic_now() + kJobTimeout;
     Status outcome = fail(std::string(method) + " " + unit + ": no job in the reply");
     while (!path.empty()) {
       if (auto it = removed_.find(path); it != removed_.end()) {
@@ -329,7 +330,7 @@ class BusSystemd final : public SystemdControl {
       }
       if (r > 0) continue;
       auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-          deadline - std::chrono::steady_clock::now());
+          deadline - monotonic_now());
       if (left.count() <= 0) {
         outcome = fail(std::string(method) + " " + unit + ": still not finished after " +
                        std::to_string(kJobTimeout.count()) + " s");

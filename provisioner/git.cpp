@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -284,13 +285,13 @@ Result<git_oid> fetch_ref(git_repository* repo, const std::string& url, const st
   const std::string not_found = "git: ref \"" + ref + "\" not found in " + redact_url(url);
   git_fetch_options fo = fetch_options_for(ctx, depth);
   LocalRemoteOwnerCheck owner_check(url);
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = monotonic_now();
   auto finish = [&] {
     const git_indexer_progress* stats = git_remote_stats(remote->get());
     result.received_objects = stats->received_objects;
     result.received_bytes = stats->received_bytes;
     result.fetch_time =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+        std::chrono::duration_cast<std::chrono::milliseconds>(monotonic_now() - start);
   };
 
   if (is_commit_id(ref)) {

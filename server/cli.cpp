@@ -171,29 +171,49 @@ Result<std::string> read_password(const std::string& file, std::istream& in) {
   return text;
 }
 
-// The admin subcommands; messages for people go to `err`.
-int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
-  auto bad = [&](const std::string& message) {
+// The admin subcommands, one method per noun; messages for people go to `err`.
+class Admin {
+ public:
+  Admin(const Args& args, std::istream& input, std::ostream& output, std::ostream& errors, ServerConfig cfg)
+      : a(args),
+        in(input),
+        out(output),
+        err(errors),
+        config(std::move(cfg)),
+        verb(args.words.size() > 1 ? args.words[1] : ""),
+        rest(args.words.begin() + std::min<size_t>(2, args.words.size()), args.words.end()) {}
+
+  int token();
+  int host();
+  int user();
+
+  int bad(const std::string& message) {
     err << "farmhand-server: " << message << "\n";
     return 2;
-  };
-  auto failed = [&](const Error& e) {
+  }
+  int failed(const Error& e) {
     err << "farmhand-server: " << e.message() << "\n";
     return 1;
-  };
-  const std::string& noun = a.words[0];
-  const std::string verb = a.words.size() > 1 ? a.words[1] : "";
-  const std::vector<std::string> rest(a.words.begin() + std::min<size_t>(2, a.words.size()), a.words.end());
-  auto config = load_config(a);
-  if (!config) return failed(config.error());
-  if (noun == "check-config") {
-    if (a.words.size() > 1) return bad("check-config takes no arguments");
-    err << "the configuration is valid\n";
-    return 0;
   }
-  auto open = [&]() { return Store::open(config->database); };
+  int usage() {
+    err << kUsage;
+    return 2;
+  }
 
-  if (noun == "token" && verb == "create") {
+ private:
+  Result<Store> open() { return Store::open(config.database); }
+
+  const Args& a;
+  std::istream& in;
+  std::ostream& out;
+  std::ostream& err;
+  const ServerConfig config;
+  const std::string verb;
+  const std::vector<std::string> rest;
+};
+
+int Admin::token() {
+  if (verb == "create") {
     if (auto s = only_options(a, {"--name", "--expires"}); !s) return bad(s.error().message());
     auto name = option(a, "--name");
     if (!name || !rest.empty()) return bad("usage: token create --name HOST [--expires 24h]");
@@ -209,7 +229,7 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
         << format_time(now_ms() + *lifetime) << " and can be used once\n";
     return 0;
   }
-  if (noun == "token" && verb == "list") {
+  if (verb == "list") {
     if (auto s = only_options(a, {}); !s) return bad(s.error().message());
     if (!rest.empty()) return bad("usage: token list");
     auto store = open();
@@ -224,7 +244,7 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     }
     return 0;
   }
-  if (noun == "token" && verb == "revoke") {
+  if (verb == "revoke") {
     if (auto s = only_options(a, {"--name"}); !s) return bad(s.error().message());
     auto name = option(a, "--name");
     if (name.has_value() == (rest.size() == 1) || rest.size() > 1) return bad("usage: token revoke ID | --name HOST");
@@ -246,7 +266,11 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     err << "revoked token " << rest[0] << "\n";
     return 0;
   }
-  if (noun == "host" && verb == "list") {
+  return usage();
+}
+
+int Admin::host() {
+  if (verb == "list") {
     if (auto s = only_options(a, {}); !s) return bad(s.error().message());
     if (!rest.empty()) return bad("usage: host list");
     auto store = open();
@@ -261,7 +285,7 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     }
     return 0;
   }
-  if (noun == "host" && verb == "remove") {
+  if (verb == "remove") {
     if (auto s = only_options(a, {}); !s) return bad(s.error().message());
     if (rest.size() != 1) return bad("usage: host remove NAME");
     if (auto s = check_name(rest[0], "host"); !s) return bad(s.error().message());
@@ -273,7 +297,11 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     err << "removed host \"" << rest[0] << "\"; a connected agent of it is disconnected within seconds\n";
     return 0;
   }
-  if (noun == "user" && verb == "add") {
+  return usage();
+}
+
+int Admin::user() {
+  if (verb == "add") {
     if (auto s = only_options(a, {"--role", "--password-file"}); !s) return bad(s.error().message());
     auto role_text = option(a, "--role");
     auto file = option(a, "--password-file");
@@ -292,7 +320,7 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     err << (*existed ? "updated" : "added") << " user \"" << rest[0] << "\" (" << role_name(*role) << ")\n";
     return 0;
   }
-  if (noun == "user" && verb == "list") {
+  if (verb == "list") {
     if (auto s = only_options(a, {}); !s) return bad(s.error().message());
     auto store = open();
     if (!store) return failed(store.error());
@@ -302,7 +330,7 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     for (const auto& u : *users) out << std::left << std::setw(24) << u.name << role_name(u.role) << "\n";
     return 0;
   }
-  if (noun == "user" && verb == "remove") {
+  if (verb == "remove") {
     if (auto s = only_options(a, {}); !s) return bad(s.error().message());
     if (rest.size() != 1) return bad("usage: user remove NAME");
     if (auto s = check_name(rest[0], "user"); !s) return bad(s.error().message());
@@ -314,8 +342,26 @@ int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err)
     err << "removed user \"" << rest[0] << "\" and ended their sessions\n";
     return 0;
   }
-  err << kUsage;
-  return 2;
+  return usage();
+}
+
+int admin(const Args& a, std::istream& in, std::ostream& out, std::ostream& err) {
+  auto config = load_config(a);
+  if (!config) {
+    err << "farmhand-server: " << config.error().message() << "\n";
+    return 1;
+  }
+  Admin cmd(a, in, out, err, std::move(*config));
+  const std::string& noun = a.words[0];
+  if (noun == "check-config") {
+    if (a.words.size() > 1) return cmd.bad("check-config takes no arguments");
+    err << "the configuration is valid\n";
+    return 0;
+  }
+  if (noun == "token") return cmd.token();
+  if (noun == "host") return cmd.host();
+  if (noun == "user") return cmd.user();
+  return cmd.usage();
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <string>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "server/hub.h"
 
@@ -29,10 +30,7 @@ const lws_protocols kProtocols[] = {
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
-int64_t system_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t system_now_ms() { return wall_ms(); }
 
 }  // namespace
 
