@@ -63,7 +63,10 @@ void walk_members(Diagnostics& diag, const Json& object, const std::string& poin
   for (auto name : sorted) known += (known.empty() ? "" : ", ") + std::string(name);
 
   std::set<std::string, std::less<>> seen;
-  for (const auto& [key, value] : object.get_ref<const Json::object_t&>()) {
+  // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+  for (const auto& entry : object.get_ref<const Json::object_t&>()) {
+    const std::string& key = entry.first;
+    const Json& value = entry.second;
     std::string member = json_pointer_child(pointer, key);
     auto row = std::find_if(keys.begin(), keys.end(), [&](const KeySpec& k) { return k.name == key; });
     if (!seen.insert(key).second) {
