@@ -1,7 +1,7 @@
 // The agent's configuration: agent-level settings and the declared build
-// containers. Parsing fails closed: unknown keys, wrong types and invalid
-// values are errors naming the JSON pointer and the reason; every default
-// lives in kDefaults below.
+// containers. Parsing (provisioner/config/, one file per section) fails closed:
+// unknown keys, wrong types and invalid values are errors naming the JSON
+// pointer and the reason; every default lives in kDefaults below.
 #pragma once
 
 #include <map>
