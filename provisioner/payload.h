@@ -10,6 +10,9 @@
 //
 // Sources are fetched by the `farmhand git-sync` helper, which drops to the
 // build user's uid before libgit2 touches the container's tree.
+//
+// The code is in provisioner/payload/, one file per kind of item (see
+// provisioner/payload/run.h for the map).
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/process.h"
 #include "provisioner/layout.h"
@@ -46,8 +50,9 @@ struct PayloadHooks {
 struct PayloadOptions {
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(10)};
   std::chrono::milliseconds tick{std::chrono::seconds(1)};  // how often a running step is looked at
-  // The clock of heartbeats and elapsed times (a test's own).
-  std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
+  // The clock of heartbeats, elapsed times and a service's settle time (a
+  // test's FakeClock); it must outlive the applier.
+  const Clock* clock = &real_clock();
   // A service (re)started in a running container must be active for this
   // long, and may take this long to get there (Type=notify, Type=forking).
   std::chrono::milliseconds service_settle{std::chrono::seconds(3)};

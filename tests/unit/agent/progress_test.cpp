@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/clock.h"
 #include "provisioner/payload.h"
 #include "tests/unit/temp_dir.h"
 
@@ -24,11 +25,11 @@ using provisioner::PayloadApplier;
 // "chatty" prints 5,000 lines over 50 s; the clock advances 1 s per tick.
 class SimulatedSteps final : public ProcessRunner {
  public:
-  explicit SimulatedSteps(std::chrono::steady_clock::time_point& clock) : clock_(clock) {}
+  explicit SimulatedSteps(FakeClock& clock) : clock_(clock) {}
   Result<ProcessResult> run(const Command& c) override {
     const std::string step = c.args.empty() ? "" : c.args.back();
     auto tick = [&] {
-      clock_ += 1s;
+      clock_.advance(1s);
       if (c.on_tick) c.on_tick();
     };
     if (step == "quiet") {
@@ -45,7 +46,7 @@ class SimulatedSteps final : public ProcessRunner {
   }
 
  private:
-  std::chrono::steady_clock::time_point& clock_;
+  FakeClock& clock_;
 };
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -72,10 +73,10 @@ TEST(ConsoleProgress, ARunningStepShowsItsOwnLabelHeartbeatsAndItsLineCount) {
   chatty.run = {"chatty"};
   layout.spec.setup = {quiet, chatty};
 
-  auto clock = std::chrono::steady_clock::now();
+  FakeClock clock;
   SimulatedSteps runner(clock);
   provisioner::PayloadOptions options;
-  options.now = [&clock] { return clock; };
+  options.clock = &clock;
   PayloadApplier applier(*st, runner, "/usr/bin/farmhand", tmp.path() / "mnt", options);
 
   FILE* out = std::tmpfile();

@@ -114,23 +114,62 @@ class PayloadTest : public testing::Test {
 
   fs::path tree() const { return tmp_.path() / "tree"; }
 
-  Result<PayloadOutcome> apply(std::vector<std::string>* failures = nullptr) {
-    PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
+  // An applier on the test's state.db, with `runner` (the scripted one by default).
+  PayloadApplier applier(ProcessRunner& runner, PayloadOptions options = {}) {
+    return PayloadApplier(*state_, runner, "/usr/bin/farmhand", tmp_.path() / "mnt", std::move(options));
+  }
+  PayloadApplier applier() { return applier(runner_); }
+
+  // The container: its tree, running with `leader` if given.
+  PayloadTarget target(std::optional<pid_t> leader = std::nullopt) const {
     PayloadTarget t;
     t.layout = &layout_;
     t.tree = tree();
+    t.leader = leader;
     t.vars = {{"container", "deb12"}};
+    return t;
+  }
+
+  Result<PayloadOutcome> apply(std::vector<std::string>* failures = nullptr) {
     PayloadHooks hooks;
     hooks.step = [failures](const std::string& what, std::chrono::milliseconds, const Status& s) {
       if (!s && failures) failures->push_back(what + ": " + s.error().message());
     };
-    return applier.apply(t, hooks);
+    return applier().apply(target(), hooks);
+  }
+
+  // Only the builder source and its configure step, the source at a real
+  // local remote with one commit, which the scripted git-sync checks out.
+  // Returns that commit.
+  std::string use_real_remote() {
+    repos_.emplace(tmp_.path());
+    repos_->init(remote());
+    const std::string head = repos_->commit(remote(), "README", "one\n");
+    layout_.spec.sources.resize(1);
+    layout_.spec.sources[0].url = test::GitRepos::url(remote());
+    layout_.spec.setup.resize(1);
+    runner_.commits["builder"] = head;
+    return head;
+  }
+  fs::path remote() const { return tmp_.path() / "remote"; }
+  // A new commit on the real remote.
+  std::string move_remote() { return repos_->commit(remote(), "README", "two\n"); }
+
+  // Only the file and the service; service checks on a short settle time.
+  PayloadOptions services_only(std::chrono::milliseconds settle) {
+    layout_.spec.sources.clear();
+    layout_.spec.setup.clear();
+    PayloadOptions options;
+    options.service_settle = settle;
+    options.service_poll = std::chrono::milliseconds(5);
+    return options;
   }
 
   test::TempDir tmp_;
   ScriptedRunner runner_;
   std::optional<StateStore> state_;
   ContainerLayout layout_;
+  std::optional<test::GitRepos> repos_;
 };
 
 TEST_F(PayloadTest, FirstApplyRunsEveryStepWritesFilesAndEnablesServices) {
@@ -172,14 +211,7 @@ TEST_F(PayloadTest, AnUnchangedApplyRerunsNothing) {
 
 TEST_F(PayloadTest, ASourceAtTheRemotesCommitIsNotFetchedAgain) {
   // A real remote; the checkout's HEAD says it is at the remote's commit.
-  test::GitRepos repos(tmp_.path());
-  const fs::path remote = tmp_.path() / "remote";
-  repos.init(remote);
-  const std::string head = repos.commit(remote, "README", "one\n");
-  layout_.spec.sources.resize(1);
-  layout_.spec.sources[0].url = test::GitRepos::url(remote);
-  layout_.spec.setup.resize(1);
-  runner_.commits["builder"] = head;
+  const std::string head = use_real_remote();
   ASSERT_TRUE(apply().ok());
   fs::create_directories(tree() / "home/sai/src/builder/.git");
   std::ofstream(tree() / "home/sai/src/builder/.git/HEAD") << head << "\n";
@@ -191,7 +223,7 @@ TEST_F(PayloadTest, ASourceAtTheRemotesCommitIsNotFetchedAgain) {
   EXPECT_FALSE(out->changed);
 
   // The remote moved: the helper runs.
-  runner_.commits["builder"] = repos.commit(remote, "README", "two\n");
+  runner_.commits["builder"] = move_remote();
   ASSERT_TRUE(apply().ok());
   EXPECT_EQ(runner_.steps_run(), (std::vector<std::string>{"configure"}));
 }
@@ -270,11 +302,7 @@ TEST_F(PayloadTest, AFailedFetchNamesTheSourceWithoutCredentials) {
     }
   } failing;
   layout_.spec.sources[0].url = "https://ci:s3cret@git.example/builder.git";
-  PayloadApplier applier(*state_, failing, "/usr/bin/farmhand", tmp_.path() / "mnt");
-  PayloadTarget t;
-  t.layout = &layout_;
-  t.tree = tree();
-  auto out = applier.apply(t, {});
+  auto out = applier(failing).apply(target(), {});
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.error().message(),
             "source \"builder\" (https://ci:***@git.example/builder.git main): git: fetch: unexpected http status "
@@ -370,21 +398,9 @@ constexpr const char* kActive = "ActiveState=active\nSubState=running\nResult=su
 constexpr const char* kFailed = "ActiveState=failed\nSubState=failed\nResult=exit-code\nNRestarts=0\n";
 
 TEST_F(PayloadTest, AServiceThatFailsAfterItsRestartFailsThePayloadWithItsJournalAndIsStartedNextTime) {
-  layout_.spec.sources.clear();
-  layout_.spec.setup.clear();
+  const PayloadOptions options = services_only(std::chrono::milliseconds(50));
   ScriptedSystemd systemd;
-  PayloadOptions options;
-  options.service_settle = std::chrono::milliseconds(50);
-  options.service_poll = std::chrono::milliseconds(5);
-  PayloadTarget t;
-  t.layout = &layout_;
-  t.tree = tree();
-  t.leader = 4242;
-  t.vars = {{"container", "deb12"}};
-  auto run = [&] {
-    PayloadApplier applier(*state_, systemd, "/usr/bin/farmhand", tmp_.path() / "mnt", options);
-    return applier.apply(t, {});
-  };
+  auto run = [&] { return applier(systemd, options).apply(target(4242), {}); };
   systemd.states = {kActive, kFailed};
   auto out = run();
   ASSERT_FALSE(out.ok());
@@ -410,20 +426,10 @@ TEST_F(PayloadTest, AServiceThatFailsAfterItsRestartFailsThePayloadWithItsJourna
 }
 
 TEST_F(PayloadTest, AServiceInARestartLoopIsAFailure) {
-  layout_.spec.sources.clear();
-  layout_.spec.setup.clear();
+  const PayloadOptions options = services_only(std::chrono::milliseconds(200));
   ScriptedSystemd systemd;
-  PayloadOptions options;
-  options.service_settle = std::chrono::milliseconds(200);
-  options.service_poll = std::chrono::milliseconds(5);
   systemd.states = {kActive, "ActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=1\n"};
-  PayloadTarget t;
-  t.layout = &layout_;
-  t.tree = tree();
-  t.leader = 4242;
-  t.vars = {{"container", "deb12"}};
-  PayloadApplier applier(*state_, systemd, "/usr/bin/farmhand", tmp_.path() / "mnt", options);
-  auto out = applier.apply(t, {});
+  auto out = applier(systemd, options).apply(target(4242), {});
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.error().message().find("did not stay up after restart: activating (auto-restart), result "
                                        "exit-code, restarted 1 time(s) by its Restart= policy"),
@@ -435,14 +441,9 @@ TEST_F(PayloadTest, AServiceInARestartLoopIsAFailure) {
 // differs; with the remotes asked, the steps of a source that moved.
 TEST_F(PayloadTest, PreviewListsWhatApplyWouldDoAndChangesNothing) {
   auto preview = [&](bool fetch) {
-    PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
-    PayloadTarget t;
-    t.layout = &layout_;
-    t.tree = tree();
-    t.vars = {{"container", "deb12"}};
     auto last = state_->payload_status("deb12");
     EXPECT_TRUE(last.ok());
-    auto p = applier.preview(t, fetch, last.ok() ? *last : std::nullopt);
+    auto p = applier().preview(target(), fetch, last.ok() ? *last : std::nullopt);
     EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message());
     std::vector<std::string> out;
     if (p.ok()) {
@@ -480,27 +481,17 @@ TEST_F(PayloadTest, PreviewListsWhatApplyWouldDoAndChangesNothing) {
 }
 
 TEST_F(PayloadTest, PreviewWithFetchNamesTheStepsOfASourceThatMovedWithoutFetching) {
-  test::GitRepos repos(tmp_.path());
-  const fs::path remote = tmp_.path() / "remote";
-  repos.init(remote);
-  const std::string first = repos.commit(remote, "README", "one\n");
-  layout_.spec.sources.resize(1);
-  layout_.spec.sources[0].url = test::GitRepos::url(remote);
-  layout_.spec.setup.resize(1);
-  runner_.commits["builder"] = first;
+  const std::string first = use_real_remote();
   ASSERT_TRUE(apply().ok());
-  const std::string second = repos.commit(remote, "README", "two\n");
-  PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
-  PayloadTarget t;
-  t.layout = &layout_;
-  t.tree = tree();
-  t.vars = {{"container", "deb12"}};
-  auto quick = applier.preview(t, false, std::nullopt);
+  const std::string second = move_remote();
+  PayloadApplier payload = applier();
+  const PayloadTarget t = target();
+  auto quick = payload.preview(t, false, std::nullopt);
   ASSERT_TRUE(quick.ok()) << quick.error().message();
   EXPECT_TRUE(quick->items.empty());
   EXPECT_FALSE(quick->remotes_checked);
   runner_.commands.clear();
-  auto asked = applier.preview(t, true, std::nullopt);
+  auto asked = payload.preview(t, true, std::nullopt);
   ASSERT_TRUE(asked.ok()) << asked.error().message();
   ASSERT_EQ(asked->items.size(), 2u);
   EXPECT_EQ(asked->items[0].what + ": " + asked->items[0].why,
@@ -512,8 +503,8 @@ TEST_F(PayloadTest, PreviewWithFetchNamesTheStepsOfASourceThatMovedWithoutFetchi
 TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
   layout_.spec.setup[1].cwd = "/home/sai/src/tools";  // tool works in the tools checkout
   ASSERT_TRUE(apply().ok());
-  PayloadApplier applier(*state_, runner_, "/usr/bin/farmhand", tmp_.path() / "mnt");
-  auto marked = applier.request_rebuild(layout_.spec, "tool", true);
+  PayloadApplier payload = applier();
+  auto marked = payload.request_rebuild(layout_.spec, "tool", true);
   ASSERT_TRUE(marked.ok()) << marked.error().message();
   EXPECT_EQ(*marked, (std::vector<std::string>{"tool"}));
   runner_.commands.clear();
@@ -533,7 +524,7 @@ TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
   EXPECT_EQ(cleaned, 1u);
 
   // All steps, without clean.
-  marked = applier.request_rebuild(layout_.spec, "", false);
+  marked = payload.request_rebuild(layout_.spec, "", false);
   ASSERT_TRUE(marked.ok());
   EXPECT_EQ(*marked, (std::vector<std::string>{"configure", "tool"}));
   runner_.commands.clear();
@@ -544,7 +535,7 @@ TEST_F(PayloadTest, RebuildMarksAStepAndTheStepsAfterItAndCleansTheirSources) {
   ASSERT_TRUE(apply().ok());
   EXPECT_TRUE(runner_.steps_run().empty());
 
-  auto unknown = applier.request_rebuild(layout_.spec, "bogus", false);
+  auto unknown = payload.request_rebuild(layout_.spec, "bogus", false);
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.error().message(), "deb12 has no setup step \"bogus\" (it has: configure, tool)");
 }
