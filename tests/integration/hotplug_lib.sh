@@ -51,9 +51,7 @@ cleanup_udev() {
   udevadm trigger --action=change --sysname-match=ttyS0 --sysname-match=tty60 --sysname-match=tty61 2>/dev/null
   udevadm settle -t 10 2>/dev/null
   if [ -f "$ROOT/udevd.pid" ]; then
-    local pid
-    pid=$(cat "$ROOT/udevd.pid")
-    kill -TERM "$pid" 2>/dev/null && timeout 10 tail --pid="$pid" -f /dev/null
+    stop_pid "$(cat "$ROOT/udevd.pid")" 10
   fi
   return 0
 }
@@ -161,8 +159,7 @@ daemon_kill() {
 daemon_stop() {
   local pid
   pid=$(cat "$ROOT/daemon.pid" 2>/dev/null) || return 0
-  kill -TERM "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null
-  return 0
+  stop_pid "$pid" 30
 }
 
 trigger() {  # ACTION SYSNAME
