@@ -130,7 +130,7 @@ fire_all() {  # ACTION
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
-fh --root "$ROOT" --config "$CONFIG" apply
+fhc apply
 [ "$RC" = 0 ] || { echo "bench: apply failed: $OUT" >&2; exit 1; }
 udevd_start >/dev/null
 rules_install

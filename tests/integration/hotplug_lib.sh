@@ -241,7 +241,7 @@ on_exit daemon_stop
 # Creates the containers, starts udevd with the test rules, boots hp-a in
 # its device cgroup and starts the agent.
 hotplug_setup() {
-  fh --root "$ROOT" --config "$CONFIG" apply
+  fhc apply
   assert_eq 0 "$RC" "apply: $OUT"
   udevd_start
   rules_install

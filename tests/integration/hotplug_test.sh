@@ -42,7 +42,7 @@ testcase_plug_hands_the_device_over() {
   in_container hp-a "$cg" runuser -u sai -- stty -F /dev/ttyS0
   assert_eq 0 "$RC" "sai runs stty on /dev/ttyS0: $OUT"
   grep -q 'c 4:64 rw' "$cg/devices.list" || fail "4:64 not in the cgroup: $(cat "$cg/devices.list")"
-  fh --root "$ROOT" --config "$CONFIG" devices --json
+  fhc devices --json
   assert_eq 0 "$RC" "$OUT"
   assert_eq "hp-a attached" "$(echo "$OUT" | python3 -c 'import json,sys
 for d in json.load(sys.stdin):
