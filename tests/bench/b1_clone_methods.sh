@@ -39,7 +39,7 @@ echo "btrfs: $IMG_SIZE image on $(findmnt -n -o SOURCE "$BT")"
 
 # --- the fresh debootstrap ------------------------------------------------
 COLD=$BT/cold
-make_root "$COLD" empty
+init_root "$COLD" empty
 write_config "$WORK/cold.json" btrfs bw-cold
 echo "cold apply (debootstrap into an empty cache on btrfs) ..."
 fh_timed "$WORK/cold.out" "$COLD_TIMEOUT" "$COLD" "$WORK/cold.json" apply
@@ -123,13 +123,13 @@ measure() {  # METHOD LABEL ROOT
 
 echo
 echo "further containers, $REPS runs each (apply, then destroy):"
-make_root "$BT/snap" "$COLD/var/cache/farmhand"
+init_root "$BT/snap" "$COLD/var/cache/farmhand"
 measure btrfs "btrfs snapshot" "$BT/snap"
-make_root "$BT/reflink" "$COLD/var/cache/farmhand"
+init_root "$BT/reflink" "$COLD/var/cache/farmhand"
 measure reflink "reflink (btrfs)" "$BT/reflink"
-make_root "$WORK/ext4-overlay"
+init_root "$WORK/ext4-overlay"
 measure overlay "overlay (ext4)" "$WORK/ext4-overlay"
-make_root "$WORK/ext4-copy"
+init_root "$WORK/ext4-copy"
 measure copy "copy (ext4)" "$WORK/ext4-copy"
 
 echo

@@ -21,7 +21,7 @@ print_machine
 ensure_base
 
 ROOT=$WORK/root
-make_root "$ROOT"
+init_root "$ROOT"
 names=()
 for ((i = 1; i <= COUNT; i++)); do names+=("$(printf 'bench-%02d' "$i")"); done
 write_config "$WORK/config.json" overlay "${names[@]}"

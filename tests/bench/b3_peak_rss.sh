@@ -86,16 +86,16 @@ measure() {
 }
 
 # Cold apply of one container, base cached.
-make_root "$WORK/one-overlay"
+init_root "$WORK/one-overlay"
 write_config "$WORK/one-overlay.json" overlay rss-ov
 measure "cold apply, 1 container, overlay" "$WORK/one-overlay" "$WORK/one-overlay.json" apply
-make_root "$WORK/one-copy"
+init_root "$WORK/one-copy"
 write_config "$WORK/one-copy.json" copy rss-copy
 measure "cold apply, 1 container, copy" "$WORK/one-copy" "$WORK/one-copy.json" apply
 
 # No-op apply on COUNT containers.
 ROOT=$WORK/many
-make_root "$ROOT"
+init_root "$ROOT"
 names=()
 for ((i = 1; i <= COUNT; i++)); do names+=("$(printf 'rss-%02d' "$i")"); done
 write_config "$WORK/many.json" overlay "${names[@]}"

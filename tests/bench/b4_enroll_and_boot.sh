@@ -21,7 +21,8 @@ source "$INTEGRATION/testhost.sh"
 source "$INTEGRATION/network_checks.sh"
 set -e
 
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+# shellcheck disable=SC2034  # read by common.sh's elapsed
+ELAPSED_DECIMALS=2
 summary() {  # label values...
   local label=$1
   shift

@@ -22,12 +22,8 @@ source "$INTEGRATION/hotplug_lib.sh"
 set -e
 
 DB=$ROOT/var/lib/farmhand/state.db
-percentiles() {  # label, latencies in us on stdin
-  sort -n | awk -v l="$1" '{ v[NR] = $1 } END {
-    if (NR == 0) { print l ": no events"; exit 1 }
-    p50 = v[int((NR - 1) * 0.50) + 1]; p99 = v[int((NR - 1) * 0.99) + 1]
-    printf "%-44s p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d events)\n", l, p50 / 1000, p99 / 1000, v[NR] / 1000, NR }'
-}
+# shellcheck disable=SC2034  # read by common.sh's percentiles
+PERCENTILES_WIDTH=44
 
 hotplug_setup >/dev/null
 container_start hp-b "$(cat "$ROOT/hp-b.cg")" -- /bin/sleep infinity
@@ -47,8 +43,8 @@ sqlite3 "$DB" "SELECT latency_us FROM device_events WHERE id > $first AND action
 first=$(sqlite3 "$DB" 'SELECT COALESCE(MAX(id), 0) FROM device_events')
 t0=$EPOCHREALTIME
 storm "$STORM"
-wait_for 60 test -c "/proc/$LA/root/dev/ttyS0"
-wait_for 60 test -c "/proc/$(leader hp-b)/root/dev/tty61"
+wait_for 60 "/dev/ttyS0 in hp-a" test -c "/proc/$LA/root/dev/ttyS0"
+wait_for 60 "/dev/tty61 in hp-b" test -c "/proc/$(leader hp-b)/root/dev/tty61"
 wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
 events=$(sqlite3 "$DB" "SELECT COUNT(*) FROM device_events WHERE id > $first AND action IN ('attach', 'detach', 'pending')")
 busy_us=$(sqlite3 "$DB" "SELECT SUM(latency_us) FROM device_events WHERE id > $first AND action IN ('attach', 'detach')")

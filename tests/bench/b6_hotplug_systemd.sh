@@ -22,12 +22,8 @@ set -e
 
 testhost_image >/dev/null
 make_root WORK
-percentiles() {
-  sort -n | awk -v l="$1" '{ v[NR] = $1 } END {
-    if (NR == 0) { print l ": no events"; exit 1 }
-    p50 = v[int((NR - 1) * 0.50) + 1]; p99 = v[int((NR - 1) * 0.99) + 1]
-    printf "%-52s p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d events)\n", l, p50 / 1000, p99 / 1000, v[NR] / 1000, NR }'
-}
+# shellcheck disable=SC2034  # read by common.sh's percentiles
+PERCENTILES_WIDTH=52
 
 # One test host on cgroup layout LAYOUT: boot, enroll, ROUNDS plugs and
 # unplugs; the figures go to $WORK/LAYOUT.txt.

@@ -44,19 +44,17 @@ WORK=$(mktemp -d /var/tmp/farmhand-bench-b7.XXXXXX)
 SETUP=$(mktemp -d /dev/shm/farmhand-bench-b7.XXXXXX)
 SERVER_PID=
 LOAD_PID=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
+# The cleanup stack, stop_pid and elapsed.
+# shellcheck source=tests/integration/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/common.sh"
+# The load tool and the server of the moment, first at exit.
+cleanup_first() {
   for pid in $LOAD_PID $SERVER_PID; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in $LOAD_PID $SERVER_PID; do timeout 20 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
-  if [ -n "${FARMHAND_BENCH_KEEP:-}" ]; then
-    echo "bench: kept $WORK and $SETUP" >&2
-  else
-    rm -rf "$WORK" "$SETUP"
-  fi
-  exit "$rc"
+  for pid in $LOAD_PID $SERVER_PID; do stop_pid "$pid" 20; done
 }
-trap cleanup EXIT
+# shellcheck disable=SC2016  # expanded at exit
+on_exit 'if [ -n "${FARMHAND_BENCH_KEEP:-}" ]; then echo "bench: kept $WORK and $SETUP" >&2; else rm -rf "$WORK" "$SETUP"; fi'
+trap _cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -107,7 +105,6 @@ load() {  # OUT ARGS...
 }
 val() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }' "$1"; }  # FILE KEY
 server_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 echo "B7 farmhand-server under load ($AGENTS agents, $EV_AGENTS event agents)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"

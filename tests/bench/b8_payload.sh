@@ -62,7 +62,7 @@ for repo in a b; do
 done
 
 ROOT=$WORK/root
-make_root "$ROOT"
+init_root "$ROOT"
 chmod 0755 "$ROOT"
 M=$ROOT/var/lib/machines
 names=()

@@ -130,7 +130,7 @@ fire_all() {  # ACTION
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
-fh --root "$ROOT" --config "$CONFIG" apply
+fhc apply
 [ "$RC" = 0 ] || { echo "bench: apply failed: $OUT" >&2; exit 1; }
 udevd_start >/dev/null
 rules_install
@@ -143,7 +143,7 @@ daemon_start
 FULL="$N ${#A[@]} ${#B[@]} ${#A[@]} ${#B[@]} $N"
 t0=$EPOCHREALTIME
 fire_all add
-wait_for 120 bash -c "[ \$(sqlite3 '$DB' \"SELECT COUNT(*) FROM device_leases WHERE state = 'attached'\") = $N ]"
+wait_for 120 "$N attached leases" bash -c "[ \$(sqlite3 '$DB' \"SELECT COUNT(*) FROM device_leases WHERE state = 'attached'\") = $N ]"
 plug_s=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
 check "$FULL" "plugging every device in"
 

@@ -7,7 +7,8 @@
 # below /var/tmp (not tmpfs: overlay upper dirs need a real filesystem) and
 # is removed in the EXIT trap: processes it started are stopped by pid,
 # mounts below the work directory are unmounted deepest first, loop devices
-# it attached are detached.
+# it attached are detached. The cleanup stack, wait_for, unmount_under and
+# the host roots come from the integration tests' tests/integration/common.sh.
 #
 # Usage from a benchmark script:
 #   source "$(dirname "$0")/lib.sh"   # with "$@" = /path/to/farmhand
@@ -23,12 +24,18 @@ FH=$(readlink -f "$FH")
 # tiers; farmhand keys them by distro, release, arch, package set and
 # recipe, so a stale base is never reused.
 BENCH_CACHE=${FARMHAND_BENCH_CACHE:-${FARMHAND_TEST_CACHE:-/var/cache/farmhand-tests}}
+# shellcheck source=tests/integration/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/common.sh"
+# init_root's shared cache, and the prefix of unmount_under's complaints.
+# shellcheck disable=SC2034
+TEST_CACHE=$BENCH_CACHE
+# shellcheck disable=SC2034
+UNMOUNT_WHO=bench
 # Per-command time limits (seconds): a cold base build, everything else.
 COLD_TIMEOUT=${FARMHAND_BENCH_COLD_TIMEOUT:-900}
 CMD_TIMEOUT=${FARMHAND_BENCH_CMD_TIMEOUT:-300}
 
 WORK=
-_cleanups=()
 _current_pid=
 
 # The pids of PID's descendants, children first.
@@ -53,11 +60,12 @@ _processes_in() {
   done
 }
 
-# Stops the command run_timed is running, and every process it started.
+# Stops the command run_timed is running, and every process it started,
+# first thing at exit (common.sh's _cleanup calls it before the cleanups).
 # farmhand puts each tool in a process group of its own and kills only its
 # direct children when it dies, so the tree is collected first and each
 # process is stopped by pid.
-_stop_current() {
+cleanup_first() {
   [ -n "$_current_pid" ] && kill -0 "$_current_pid" 2>/dev/null || return 0
   local tree pid
   tree=$(_descendants "$_current_pid")
@@ -69,26 +77,6 @@ _stop_current() {
   [ -z "$WORK" ] || stray=$(_processes_in "$WORK")
   for pid in "$_current_pid" $tree $stray; do kill -KILL "$pid" 2>/dev/null || true; done
   _current_pid=
-}
-
-_cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  _stop_current
-  local i
-  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
-  exit "$rc"
-}
-
-# Runs a shell snippet at exit (last registered runs first).
-on_exit() { _cleanups+=("$*"); }
-
-# Unmounts everything mounted below DIR, deepest first.
-unmount_under() {
-  local m
-  for m in $(findmnt -rn -o TARGET | grep -F "$1/" | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || echo "bench: cannot unmount $m" >&2
-  done
 }
 
 bench_init() {  # NAME
@@ -107,19 +95,6 @@ bench_init() {  # NAME
   trap 'exit 130' INT
   trap 'exit 143' TERM
   on_exit "unmount_under '$WORK'; rm -rf --one-file-system '$WORK'"
-}
-
-# A host root for --root. With a second argument "shared" (the default) its
-# cache is a symlink to BENCH_CACHE; otherwise to the given cache directory,
-# or a plain empty directory for "empty".
-make_root() {  # DIR [shared|empty|CACHE_DIR]
-  local dir=$1 cache=${2:-shared}
-  mkdir -p "$dir/var/cache"
-  case $cache in
-    shared) ln -s "$BENCH_CACHE" "$dir/var/cache/farmhand" ;;
-    empty) mkdir -p "$dir/var/cache/farmhand" ;;
-    *) ln -s "$cache" "$dir/var/cache/farmhand" ;;
-  esac
 }
 
 # Writes a configuration with the given clone method and bookworm containers
@@ -205,7 +180,7 @@ print_machine() {
 # 100 s, the first time only). Prints whether it had to be built.
 ensure_base() {
   local root=$WORK/warmup out=$WORK/warmup.out
-  make_root "$root"
+  init_root "$root"
   write_config "$WORK/warmup.json" overlay warmup
   fh_timed "$out" "$COLD_TIMEOUT" "$root" "$WORK/warmup.json" apply
   if grep -q ': building' "$out"; then

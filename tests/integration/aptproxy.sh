@@ -87,12 +87,8 @@ EOF
   apt-cacher-ng -c "$APTPROXY_DIR/conf" >"$APTPROXY_DIR/log/stdout" 2>&1 &
   echo $! >"$APTPROXY_DIR/pid"
   on_exit aptproxy_stop
-  local i
-  for ((i = 0; i < 200; i++)); do
-    (exec 3<>"/dev/tcp/$APTPROXY_ADDR/$APTPROXY_PORT") 2>/dev/null && break
-    sleep 0.1
-  done
-  (exec 3<>"/dev/tcp/$APTPROXY_ADDR/$APTPROXY_PORT") 2>/dev/null ||
+  wait_for 20 "apt-cacher-ng on $APTPROXY_ADDR:$APTPROXY_PORT" \
+    bash -c "exec 3<>/dev/tcp/$APTPROXY_ADDR/$APTPROXY_PORT" ||
     { echo "aptproxy: apt-cacher-ng did not start:" >&2; cat "$APTPROXY_DIR/log/"* >&2; return 1; }
   echo "apt proxy: apt-cacher-ng (pid $(cat "$APTPROXY_DIR/pid")) on $APTPROXY_ADDR:$APTPROXY_PORT for $upstream"
 }
@@ -100,8 +96,7 @@ EOF
 aptproxy_stop() {
   local pid
   pid=$(cat "$APTPROXY_DIR/pid" 2>/dev/null) || return 0
-  kill -TERM "$pid" 2>/dev/null && timeout 20 tail --pid="$pid" -f /dev/null 2>/dev/null
-  kill -KILL "$pid" 2>/dev/null
+  stop_pid "$pid" 20
   ip link delete "$APTPROXY_HOSTIF" 2>/dev/null
   rm -rf "$APTPROXY_DIR"
   return 0

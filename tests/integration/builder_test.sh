@@ -82,8 +82,6 @@ for step in ct["setup"]:
 json.dump(c, open(out, "w"), indent=1)
 PY
 
-fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
-
 # The builders sai-server lists: "name sai_hash" lines.
 builders() {
   python3 - "$T/var/lib/sai-test/sai-master-events.sqlite3" <<'PY'
@@ -180,11 +178,11 @@ JSON
     >"$ROOT/sai-server.log" 2>&1 &
   local unshare_pid=$!
   # unshare ignores TERM: the server itself is stopped first, then unshare.
-  wait_for 10 pgrep -P "$unshare_pid"
+  wait_for 10 "the unshare to start its child" pgrep -P "$unshare_pid"
   SERVER_PID=$(pgrep -P "$unshare_pid" | head -1)
   track_pid "$SERVER_PID"
   track_pid "$unshare_pid"
-  wait_for 30 bash -c "ss -ltn | grep -q ':4444 '" || { cat "$ROOT/sai-server.log"; return 1; }
+  wait_for 30 "sai-server to listen on port 4444" bash -c "ss -ltn | grep -q ':4444 '" || { cat "$ROOT/sai-server.log"; return 1; }
 }
 
 # Boots the container with `farmhand run`; sets RUN_PID and LEADER.
@@ -192,9 +190,9 @@ boot() {
   setsid "$FH" --root "$ROOT" --config "$CONFIG" run "$NAME" >"$ROOT/boot.log" 2>&1 &
   RUN_PID=$!
   track_pid "$RUN_PID"
-  wait_for 60 pgrep -P "$RUN_PID" || { cat "$ROOT/boot.log"; return 1; }
+  wait_for 60 "farmhand run to start nspawn" pgrep -P "$RUN_PID" || { cat "$ROOT/boot.log"; return 1; }
   LEADER=$(pgrep -P "$RUN_PID" | head -1)
-  wait_for 120 bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
+  wait_for 120 "the container to boot" bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
     { cat "$ROOT/boot.log"; nsenter -t "$LEADER" -a systemctl --failed --no-pager; return 1; }
 }
 
@@ -203,15 +201,15 @@ sai_head() { _git -C "$REPOS/sai-work" rev-parse HEAD; }
 testcase_the_builder_connects_then_a_new_sai_commit_rebuilds_only_sai() {
   start_sai_server
   boot
-  wait_for 60 bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active" ||
+  wait_for 60 "sai-builder to be active" bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active" ||
     { nsenter -t "$LEADER" -a systemctl status sai-builder --no-pager; return 1; }
   # Started by the container's systemd, running as sai.
-  wait_for 30 nsenter -t "$LEADER" -a pgrep -u sai -x sai-builder ||
+  wait_for 30 "the sai-builder process, as user sai" nsenter -t "$LEADER" -a pgrep -u sai -x sai-builder ||
     { nsenter -t "$LEADER" -a ps -eo user,pid,args; return 1; }
   # sai-server lists it.
   local first
   first=$(sai_head)
-  wait_for 90 bash -c "$(declare -f builders); T='$T'; builders | grep -q '${first:0:7}'" ||
+  wait_for 90 "sai-server to list the builder at the first commit" bash -c "$(declare -f builders); T='$T'; builders | grep -q '${first:0:7}'" ||
     { echo "builders: $(builders)"; tail -20 "$ROOT/sai-server.log";
       nsenter -t "$LEADER" -a journalctl -u sai-builder --no-pager -n 20; return 1; }
   echo "    sai-server lists: $(builders)"
@@ -237,7 +235,7 @@ testcase_the_builder_connects_then_a_new_sai_commit_rebuilds_only_sai() {
   assert_contains "$OUT" "setup sai-build  done in"
   assert_contains "$OUT" "restart sai-builder.service  done in"
   [[ "$OUT" != *"setup lws-"* ]] || fail "a libwebsockets step reran: $OUT"
-  wait_for 90 bash -c "$(declare -f builders); T='$T'; builders | grep -q '${next:0:7}'" ||
+  wait_for 90 "sai-server to list the builder at the next commit" bash -c "$(declare -f builders); T='$T'; builders | grep -q '${next:0:7}'" ||
     { echo "builders: $(builders)"; return 1; }
   echo "    after the new commit, sai-server lists: $(builders)"
 
@@ -333,7 +331,7 @@ JSON
   token=$("$srv" token create --name saihost --config "$conf" 2>/dev/null)
   "$srv" serve --config "$conf" --port-file "$ROOT/server.port" >"$ROOT/server.log" 2>&1 &
   track_pid $!
-  wait_for 20 test -s "$ROOT/server.port"
+  wait_for 20 "the server's port file" test -s "$ROOT/server.port"
   port=$(cat "$ROOT/server.port")
   "$build/tests/tools/farmhand-test-agent" --enroll-token "$token" --url "ws://127.0.0.1:$port" \
     --credential-file "$ROOT/etc/farmhand/credential" >"$ROOT/enroll.log" 2>&1 ||
@@ -342,7 +340,7 @@ JSON
 c["server"] = {"url": "ws://127.0.0.1:$port"}
 PY
   boot
-  wait_for 60 bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active"
+  wait_for 60 "sai-builder to be active" bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active"
   "$FH" --root "$ROOT" --config "$CONFIG" daemon >"$ROOT/daemon.log" 2>&1 &
   daemon_pid=$!
   track_pid "$daemon_pid"
@@ -352,13 +350,13 @@ db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
 for kind, container, message in db.execute("SELECT kind, container, message FROM events WHERE kind = ?", (sys.argv[2],)):
     print(kind, container, message.replace("\n", " | "))
 ' "$db" "$1" 2>/dev/null; }
-  wait_for 120 bash -c "$(declare -f events); db='$db'; events agent_started | grep -q ." ||
+  wait_for 120 "an agent_started event" bash -c "$(declare -f events); db='$db'; events agent_started | grep -q ." ||
     { tail -20 "$ROOT/daemon.log"; return 1; }
   # Once the agent watches the builder, kill it.
-  wait_for 60 grep -q "service watch: 1 payload service(s) running" "$ROOT/daemon.log" ||
+  wait_for 60 "the service watch to see sai-builder running" grep -q "service watch: 1 payload service(s) running" "$ROOT/daemon.log" ||
     { tail -20 "$ROOT/daemon.log"; return 1; }
   nsenter -t "$LEADER" -a systemctl kill -s KILL sai-builder
-  wait_for 90 bash -c "$(declare -f events); db='$db'; events service_failed | grep -q 'sai-builder.service died'" ||
+  wait_for 90 "a service_failed event for sai-builder" bash -c "$(declare -f events); db='$db'; events service_failed | grep -q 'sai-builder.service died'" ||
     { tail -20 "$ROOT/daemon.log"; events service_failed; return 1; }
   echo "    the server got: $(events service_failed | head -1 | cut -c1-200)"
   assert_contains "$(events service_failed)" "service_failed $NAME"

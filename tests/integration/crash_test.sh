@@ -14,8 +14,6 @@ cat > "$CONFIG" <<JSON
 JSON
 PARTIAL=$ROOT/var/lib/machines/.crash-a.farmhand-partial
 
-fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
-
 # Starts apply in the background and SIGKILLs it as soon as CONDITION holds.
 apply_killed_when() {
   "$FH" --root "$ROOT" --config "$CONFIG" apply >"$ROOT/killed.log" 2>&1 &

@@ -10,23 +10,12 @@
 set -euo pipefail
 : "${DASH_SERVER:?}" "${DASH_CONFIG:?}" "${DASH_PID_FILE:?}" "${DASH_PORT:?}" "${DASH_FIFO:?}"
 : "${DASH_STATE_FILE:?}" "${DASH_WORK:?}"
+# wait_for (common.sh is the test scripts' shared library)
+# shellcheck source=tests/integration/common.sh
+source "$(dirname "$0")/common.sh"
 
 nonce() { od -An -N6 -tx1 /dev/urandom | tr -d ' \n'; }
 listening() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$DASH_PORT/api/health"; }
-
-# Polls COMMAND every 0.05 s for up to SECONDS.
-wait_until() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((EPOCHSECONDS + seconds))
-  until "$@"; do
-    if [ "$EPOCHSECONDS" -ge "$deadline" ]; then
-      echo "dashboard_hooks: timed out after ${seconds}s waiting for $what" >&2
-      return 1
-    fi
-    sleep 0.05
-  done
-}
 
 case "${1:-}" in
   emit-event)
@@ -43,7 +32,7 @@ case "${1:-}" in
     pid=$(cat "$DASH_PID_FILE")
     kill -TERM "$pid" 2>/dev/null || true
     gone() { ! kill -0 "$pid" 2>/dev/null; }
-    wait_until 20 "farmhand-server (pid $pid) to exit" gone
+    wait_for 20 "farmhand-server (pid $pid) to exit" gone
     echo "stopped"
     ;;
   start-server)
@@ -54,7 +43,7 @@ case "${1:-}" in
     setsid "$DASH_SERVER" serve --listen "127.0.0.1:$DASH_PORT" --config "$DASH_CONFIG" \
       --port-file "$port_file" </dev/null >> "$DASH_WORK/server.log" 2>&1 &
     echo $! > "$DASH_PID_FILE"
-    wait_until 20 "farmhand-server to listen on port $DASH_PORT" listening
+    wait_for 20 "farmhand-server to listen on port $DASH_PORT" listening
     echo "listening on $DASH_PORT"
     ;;
   container-state)

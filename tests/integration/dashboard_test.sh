@@ -32,32 +32,6 @@ fi
 ARTIFACTS=${FARMHAND_TEST_ARTIFACTS:-$(mktemp -d /tmp/farmhand-dashboard-artifacts.XXXXXX)}
 export FARMHAND_TEST_ARTIFACTS=$ARTIFACTS
 
-# Polls COMMAND every 0.1 s until it succeeds; fails after SECONDS.
-wait_until() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((EPOCHSECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$EPOCHSECONDS" -ge "$deadline" ]; then
-      fail "timed out after ${seconds}s waiting for $what"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
-# Stops a process started here by pid: SIGTERM, SIGKILL after 10 s.
-stop_pid() {
-  local pid=$1 deadline=$((EPOCHSECONDS + 10))
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && [ "$EPOCHSECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  return 0
-}
-
-step() { echo "    $*"; }
-
 testcase_dashboard() {
   local work
   work=$(mktemp -d /tmp/farmhand-dashboard-it.XXXXXX)
@@ -84,7 +58,7 @@ JSON
   on_exit "stop_pid \$(cat '$DASH_PID_FILE' 2>/dev/null)"
   "$SRV" serve --config "$DASH_CONFIG" --port-file "$work/port" </dev/null >> "$work/server.log" 2>&1 &
   echo $! > "$DASH_PID_FILE"
-  wait_until 20 "the server's port file" test -s "$work/port" || { tail -5 "$work/server.log" >&2; return 1; }
+  wait_for 20 "the server's port file" test -s "$work/port" || { tail -5 "$work/server.log" >&2; return 1; }
   export DASH_PORT
   DASH_PORT=$(cat "$work/port")
   local url=http://127.0.0.1:$DASH_PORT
@@ -98,7 +72,7 @@ JSON
     --state-file "$DASH_STATE_FILE" </dev/null > "$work/agent.log" 2>&1 &
   local agent_pid=$!
   on_exit "stop_pid $agent_pid"
-  wait_until 20 "the agent to connect" grep -q "connected to" "$work/agent.log" ||
+  wait_for 20 "the agent to connect" grep -q "connected to" "$work/agent.log" ||
     { tail -5 "$work/agent.log" >&2; return 1; }
 
   step "dashboard_test.mjs (artifacts in $ARTIFACTS)"

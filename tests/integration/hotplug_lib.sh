@@ -32,7 +32,7 @@ udevd_start() {
   /lib/systemd/systemd-udevd >"$ROOT/udevd.log" 2>&1 &
   UDEVD_PID=$!
   echo "$UDEVD_PID" > "$ROOT/udevd.pid"
-  wait_for 10 udevadm control --ping
+  wait_for 10 "udevd to answer" udevadm control --ping
 }
 
 rules_install() {
@@ -51,9 +51,7 @@ cleanup_udev() {
   udevadm trigger --action=change --sysname-match=ttyS0 --sysname-match=tty60 --sysname-match=tty61 2>/dev/null
   udevadm settle -t 10 2>/dev/null
   if [ -f "$ROOT/udevd.pid" ]; then
-    local pid
-    pid=$(cat "$ROOT/udevd.pid")
-    kill -TERM "$pid" 2>/dev/null && timeout 10 tail --pid="$pid" -f /dev/null
+    stop_pid "$(cat "$ROOT/udevd.pid")" 10
   fi
   return 0
 }
@@ -94,12 +92,12 @@ container_start() {  # NAME CG [-- COMMAND...]
   echo $! > "$ROOT/$name.pid"
   # Generous: the first start of a private-users container re-owns its
   # whole tree, which takes a while on a loaded machine.
-  if ! wait_for 120 leader "$name"; then
+  if ! wait_for 120 "the leader of $name" leader "$name"; then
     echo "    farmhand run $name said:" && sed 's/^/      /' "$ROOT/$name.log"
     return 1
   fi
   [ $# -gt 0 ] && return 0
-  wait_for 90 bash -c "nsenter -t $(leader "$name") -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded'"
+  wait_for 90 "$name to boot" bash -c "nsenter -t $(leader "$name") -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded'"
 }
 
 container_stop() {  # NAME
@@ -142,7 +140,7 @@ daemon_start() {
   local before
   before=$(cat "$ROOT/daemon.log" 2>/dev/null | grep -c "devices: reconciled" || true)
   daemon_launch
-  wait_for 60 bash -c "[ \$(grep -c 'devices: reconciled' '$ROOT/daemon.log') -gt ${before:-0} ]"
+  wait_for 60 "the agent to reconcile its devices" bash -c "[ \$(grep -c 'devices: reconciled' '$ROOT/daemon.log') -gt ${before:-0} ]"
 }
 
 # SIGKILLs the agent, wherever it is, and waits until it is gone. Its exit
@@ -161,8 +159,7 @@ daemon_kill() {
 daemon_stop() {
   local pid
   pid=$(cat "$ROOT/daemon.pid" 2>/dev/null) || return 0
-  kill -TERM "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null
-  return 0
+  stop_pid "$pid" 30
 }
 
 trigger() {  # ACTION SYSNAME
@@ -211,6 +208,14 @@ agent_idle() {
     END { exit !(found && !busy) }' /proc/net/netlink
 }
 
+# Whether the agent is idle (above) and holds no lease on /dev/SYSNAME: it
+# has handled everything udev sent it about that device, which it would
+# have taken back had it been handed over.
+agent_done_with() {  # SYSNAME
+  agent_idle &&
+    [ "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT COUNT(*) FROM device_leases WHERE devnode = '/dev/$1'")" = 0 ]
+}
+
 # What device_state must be with the given devices (of ttyS0, tty60 and
 # tty61) plugged in and handed over, and nothing else.
 expected_state() {  # SYSNAME...
@@ -236,7 +241,7 @@ on_exit daemon_stop
 # Creates the containers, starts udevd with the test rules, boots hp-a in
 # its device cgroup and starts the agent.
 hotplug_setup() {
-  fh --root "$ROOT" --config "$CONFIG" apply
+  fhc apply
   assert_eq 0 "$RC" "apply: $OUT"
   udevd_start
   rules_install
@@ -247,7 +252,7 @@ hotplug_setup() {
   # Its first reconcile of the host too: only hp-a runs, booted, and its
   # network is checked from inside, which waits for its boot to bring
   # host0 up (up to the agent's boot health limit on a loaded machine).
-  wait_for 150 grep -q 'reconcile:' "$ROOT/daemon.log" || { sed 's/^/      /' "$ROOT/daemon.log" | tail -20; false; }
+  wait_for 150 "the agent's first reconcile of the host" grep -q 'reconcile:' "$ROOT/daemon.log" || { sed 's/^/      /' "$ROOT/daemon.log" | tail -20; false; }
 }
 
 # Fires CYCLES plug/unplug cycles over the three devices back to back, ends
@@ -264,5 +269,5 @@ storm() {  # CYCLES
   trigger add ttyS0
   trigger add tty61
   udevadm settle -t 120
-  wait_for 120 bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' 'SELECT devnode FROM device_leases ORDER BY devnode' | tr '\n' ' ' | grep -qx '/dev/tty61 /dev/ttyS0 '"
+  wait_for 120 "leases on exactly /dev/tty61 and /dev/ttyS0" bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' 'SELECT devnode FROM device_leases ORDER BY devnode' | tr '\n' ' ' | grep -qx '/dev/tty61 /dev/ttyS0 '"
 }

@@ -17,7 +17,10 @@ testcase_setup() {
 testcase_sai_cannot_open_before_the_plug() {
   trigger remove ttyS0
   udevadm settle
-  sleep 0.3
+  # The positive evidence first: the agent has read the remove and waits
+  # for events again, and holds no lease on ttyS0. Only then does nothing
+  # having been handed over mean anything.
+  wait_for 10 "the agent to handle the remove of ttyS0" agent_done_with ttyS0
   local cg
   cg=$(cat "$ROOT/hp-a.cg")
   in_container hp-a "$cg" runuser -u sai -- stty -F /dev/ttyS0
@@ -31,7 +34,7 @@ testcase_plug_hands_the_device_over() {
   local cg
   cg=$(cat "$ROOT/hp-a.cg")
   trigger add ttyS0
-  wait_for 10 test -c "/proc/$(leader hp-a)/root/dev/ttyS0"
+  wait_for 10 "/dev/ttyS0 in hp-a" test -c "/proc/$(leader hp-a)/root/dev/ttyS0"
   in_container hp-a "$cg" stat -c '%a %G %t:%T' /dev/ttyS0
   assert_eq "660 dialout 4:40" "$OUT" "the node inside"
   in_container hp-a "$cg" readlink "/dev/serial/by-id/$BYID"
@@ -39,7 +42,7 @@ testcase_plug_hands_the_device_over() {
   in_container hp-a "$cg" runuser -u sai -- stty -F /dev/ttyS0
   assert_eq 0 "$RC" "sai runs stty on /dev/ttyS0: $OUT"
   grep -q 'c 4:64 rw' "$cg/devices.list" || fail "4:64 not in the cgroup: $(cat "$cg/devices.list")"
-  fh --root "$ROOT" --config "$CONFIG" devices --json
+  fhc devices --json
   assert_eq 0 "$RC" "$OUT"
   assert_eq "hp-a attached" "$(echo "$OUT" | python3 -c 'import json,sys
 for d in json.load(sys.stdin):
@@ -50,7 +53,7 @@ testcase_unplug_takes_it_back() {
   local cg
   cg=$(cat "$ROOT/hp-a.cg")
   trigger remove ttyS0
-  wait_for 10 bash -c "! test -e /proc/$(leader hp-a)/root/dev/ttyS0"
+  wait_for 10 "/dev/ttyS0 to leave hp-a" bash -c "! test -e /proc/$(leader hp-a)/root/dev/ttyS0"
   assert_missing "/proc/$(leader hp-a)/root/dev/serial/by-id/$BYID"
   ! grep -q 'c 4:64 rw' "$cg/devices.list" || fail "4:64 still in the cgroup"
   in_container hp-a "$cg" bash -c 'mknod /tmp/probe c 4 64 && stty -F /tmp/probe; r=$?; rm -f /tmp/probe; exit $r'
@@ -60,12 +63,12 @@ testcase_unplug_takes_it_back() {
 
 testcase_container_started_after_the_plug_gets_the_device() {
   trigger add tty61   # FHTEST2 belongs to hp-b, which is not running
-  wait_for 10 bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty61'\" | grep -qx pending"
+  wait_for 10 "a pending lease on /dev/tty61" bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty61'\" | grep -qx pending"
   # Not booted: systemd cannot run as PID 1 of a private-users container on
   # a host without systemd (it cannot create its cgroup); a long-running
   # process is enough to hold devices.
   container_start hp-b "$(cat "$ROOT/hp-b.cg")" -- /bin/sleep infinity
-  wait_for 10 test -c "/proc/$(leader hp-b)/root/dev/tty61"
+  wait_for 10 "/dev/tty61 in hp-b" test -c "/proc/$(leader hp-b)/root/dev/tty61"
   # Private users: owner and group are the container's root and dialout.
   local cg
   cg=$(cat "$ROOT/hp-b.cg")
@@ -82,20 +85,20 @@ testcase_killed_agent_reconciles_when_restarted() {
   trigger add tty60
   udevadm settle
   daemon_start
-  wait_for 10 test -c "/proc/$(leader hp-a)/root/dev/tty60"
-  wait_for 10 bash -c "! test -e /proc/$(leader hp-b)/root/dev/tty61"
+  wait_for 10 "/dev/tty60 in hp-a" test -c "/proc/$(leader hp-a)/root/dev/tty60"
+  wait_for 10 "/dev/tty61 to leave hp-b" bash -c "! test -e /proc/$(leader hp-b)/root/dev/tty61"
   ! grep -q 'c 4:61 rw' "$(cat "$ROOT/hp-b.cg")/devices.list" || fail "tty61 still allowed in hp-b"
   assert_eq "/dev/tty60 hp-a attached" \
     "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT devnode, container, state FROM device_leases" | tr '|' ' ')"
   trigger remove tty60
-  wait_for 10 bash -c "! test -e /proc/$(leader hp-a)/root/dev/tty60"
+  wait_for 10 "/dev/tty60 to leave hp-a" bash -c "! test -e /proc/$(leader hp-a)/root/dev/tty60"
 }
 
 testcase_storm_leaves_exactly_what_is_present() {
   # 500 cycles over 3 devices, ending with two of them present.
   storm 500
-  wait_for 30 test -c "/proc/$(leader hp-a)/root/dev/ttyS0"
-  wait_for 30 test -c "/proc/$(leader hp-b)/root/dev/tty61"
+  wait_for 30 "/dev/ttyS0 in hp-a" test -c "/proc/$(leader hp-a)/root/dev/ttyS0"
+  wait_for 30 "/dev/tty61 in hp-b" test -c "/proc/$(leader hp-b)/root/dev/tty61"
   assert_missing "/proc/$(leader hp-a)/root/dev/tty60"
   assert_missing "/proc/$(leader hp-b)/root/dev/ttyS0"
   assert_eq "c 4:64 rw" "$(grep -E '^c 4:(64|60|61) ' "$(cat "$ROOT/hp-a.cg")/devices.list")" "hp-a's serial entries"
@@ -106,9 +109,9 @@ testcase_storm_leaves_exactly_what_is_present() {
 
 testcase_a_stopped_container_waits_and_gets_its_devices_back() {
   container_stop hp-b
-  wait_for 10 bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty61'\" | grep -qx pending"
+  wait_for 10 "a pending lease on /dev/tty61" bash -c "sqlite3 '$ROOT/var/lib/farmhand/state.db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty61'\" | grep -qx pending"
   container_start hp-b "$(cat "$ROOT/hp-b.cg")" -- /bin/sleep infinity
-  wait_for 30 test -c "/proc/$(leader hp-b)/root/dev/tty61"
+  wait_for 30 "/dev/tty61 in hp-b" test -c "/proc/$(leader hp-b)/root/dev/tty61"
   assert_eq attached "$(sqlite3 "$ROOT/var/lib/farmhand/state.db" "SELECT state FROM device_leases WHERE devnode='/dev/tty61'")"
 }
 

@@ -5,65 +5,21 @@
 # are defined; the first failing command fails that testcase, and the script
 # ends with a line "N passed, M failed".
 # Everything a test starts is stopped by pid, and everything it mounts is
-# unmounted, in the EXIT trap.
+# unmounted, in the EXIT trap. The cleanup stack, the pid tracker, wait_for
+# and make_root are in common.sh, which the benchmarks share.
 
 set -uo pipefail
 
 FH=${1:?usage: $0 /path/to/farmhand}
 FH=$(readlink -f "$FH")
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# Base trees are cached across runs; farmhand keys them by recipe and package
-# set, so a stale base is rebuilt, never trusted.
-TEST_CACHE=${FARMHAND_TEST_CACHE:-/var/cache/farmhand-tests}
-
 if [ "$(id -u)" != 0 ]; then
   echo "SKIP: integration tests need root (real mounts, namespaces, nspawn)" >&2
   exit 1  # not a silent pass: CI runs as root and must run these
 fi
-
-_cleanups=()
-_pids=()
-on_exit() { _cleanups+=("$*"); }
-
-_cleanup() {
-  trap - ERR
-  # Every step of the cleanup runs, whatever one of them returns: under a
-  # testcase's `set -e`, a process that outlived its TERM (timeout's 124)
-  # used to end the cleanup there, leaving the rest running.
-  set +e
-  local pid
-  for pid in "${_pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  local i
-  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
-}
+# shellcheck source=tests/integration/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 trap _cleanup EXIT
-
-# Records a background pid to be stopped at exit.
-track_pid() { _pids+=("$1"); }
-
-# Makes a fresh host root under /var/tmp (not tmpfs: overlay upper dirs need
-# a real filesystem), sharing the base-tree cache, and assigns its path to
-# the variable named VAR. Not `$(make_root)`: the cleanup it registers would
-# be lost with the command substitution's subshell.
-make_root() {
-  local dir
-  dir=$(mktemp -d /var/tmp/farmhand-it.XXXXXX)
-  mkdir -p "$dir/var/cache" "$TEST_CACHE"
-  ln -s "$TEST_CACHE" "$dir/var/cache/farmhand"
-  on_exit "unmount_under '$dir'; rm -rf --one-file-system '$dir'"
-  printf -v "$1" '%s' "$dir"
-}
-
-# Unmounts everything mounted below DIR, deepest first.
-unmount_under() {
-  local m
-  for m in $(findmnt -rn -o TARGET | grep -F "$1/" | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m"
-  done
-}
 
 # A listing of every path below ROOT with type, mode, owner, size and mtime,
 # for "nothing changed on disk" comparisons. Extra args are paths to skip.
@@ -77,11 +33,6 @@ tree_listing() {
   # created or removed, even briefly (SQLite's -wal and -shm files do that).
   find "$root" "${skip[@]}" \( -type d -printf '%P %y %m %u:%g\n' \) -o \
     \( -printf '%P %y %m %u:%g %s %T@ %l\n' \) | LC_ALL=C sort
-}
-
-fail() {
-  echo "    FAIL: $*" >&2
-  return 1
 }
 
 assert_eq() {  # expected actual [what]
@@ -110,25 +61,18 @@ assert_missing() {
   fail "$1 should not exist"
 }
 
-# Polls COMMAND every 0.1 s until it succeeds or SECONDS pass.
-wait_for() {
-  local seconds=$1
-  shift
-  local deadline=$((SECONDS + seconds))
-  while ! "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      fail "timed out after ${seconds}s waiting for: $*"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
 # Runs farmhand with a config and root; output in $OUT, exit code in $RC.
 fh() {
   RC=0
   OUT=$("$FH" "$@" 2>&1) || RC=$?
 }
+
+# fh with the test's own root and config ($ROOT, $CONFIG).
+# shellcheck disable=SC2153  # ROOT and CONFIG are the test script's
+fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
+
+# A line of what a testcase is doing, indented under its name.
+step() { echo "    $*"; }
 
 run_testcases() {
   local passed=0 failed=0 t start

@@ -25,7 +25,7 @@ upstream_start() {
   # No route back from upstream: only masqueraded traffic can be answered.
   in_testhost systemd-run --unit=fh-upstream --quiet ip netns exec up \
     socat TCP-LISTEN:8080,fork,reuseaddr 'SYSTEM:echo $SOCAT_PEERADDR'
-  wait_for 20 nsenter -t "$(testhost_leader)" -a ip netns exec up bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080'
+  wait_for 20 "the upstream server to listen" nsenter -t "$(testhost_leader)" -a ip netns exec up bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080'
 }
 
 # The test host's pid of a running container's init.
@@ -52,7 +52,7 @@ assert_gateway_dns_answers() {  # NAME GATEWAY
 
 # Waits until a container has booted far enough to run commands in it.
 wait_container_booted() {  # NAME
-  wait_for 90 bash -c "nsenter -t $(testhost_leader) -a systemctl -M $1 is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
+  wait_for 90 "container $1 to boot" bash -c "nsenter -t $(testhost_leader) -a systemctl -M $1 is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"
 }
 
 # Inside the container, through its own resolver and routes: a TCP
@@ -115,10 +115,10 @@ reboot_and_wait_healthy() {  # NAME...
   local t0=$EPOCHREALTIME n
   testhost_boot "${BOOT_ARGS[@]}"
   for n in "$@"; do
-    wait_for 120 nsenter -t "$(testhost_leader)" -a systemctl is-active "systemd-nspawn@$n"
+    wait_for 120 "systemd-nspawn@$n to be active" nsenter -t "$(testhost_leader)" -a systemctl is-active "systemd-nspawn@$n"
   done
-  wait_for 120 bash -c "nsenter -t $(testhost_leader) -a /opt/farmhand/farmhand status | grep -c ' healthy' | grep -qx $#"
+  wait_for 120 "$# healthy networks in farmhand status" bash -c "nsenter -t $(testhost_leader) -a /opt/farmhand/farmhand status | grep -c ' healthy' | grep -qx $#"
   # B4's second figure.
   echo "    B4: test-host boot to all $# container networks healthy: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s"
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service -b --no-pager | grep -q 'reconcile: nothing to fix; $# of $# running container network(s) healthy'"
+  wait_for 60 "the agent's reconcile to find $# healthy networks" bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service -b --no-pager | grep -q 'reconcile: nothing to fix; $# of $# running container network(s) healthy'"
 }

@@ -7,6 +7,7 @@ TESTHOST_FLAVOR=networkd
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/testhost.sh"
 source "$(dirname "$0")/network_checks.sh"
+source "$(dirname "$0")/network_host_cases.sh"
 
 make_root WORK
 HOSTDIR=$WORK/fhost
@@ -63,23 +64,15 @@ testcase_networkd_and_nftables_are_configured() {
 }
 
 testcase_traffic_from_inside_each_container() {
-  assert_traffic_from_inside "${NAMES[@]}"
+  network_case_traffic_from_inside
 }
 
 testcase_status_shows_healthy_networks() {
-  farmhand_in_testhost status
-  assert_eq 0 "$RC" "$OUT"
-  assert_contains "$OUT" "Host network: networkd, firewall nftables"
-  local n
-  for n in "${NAMES[@]}"; do
-    assert_contains "$(echo "$OUT" | grep "^$n ")" "healthy"
-  done
+  network_case_status_shows_healthy "Host network: networkd, firewall nftables" healthy
 }
 
 testcase_everything_comes_back_after_reboot() {
-  reboot_and_wait_healthy "${NAMES[@]}"
-  upstream_start
-  assert_traffic_from_inside "${NAMES[@]}"
+  network_case_back_after_reboot
 }
 
 testcase_status_names_the_reason_of_an_unhealthy_network() {

@@ -11,6 +11,7 @@ TESTHOST_FLAVOR=nm
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/testhost.sh"
 source "$(dirname "$0")/network_checks.sh"
+source "$(dirname "$0")/network_host_cases.sh"
 
 make_root WORK
 HOSTDIR=$WORK/fhost
@@ -40,7 +41,7 @@ server_start() {
   in_testhost systemd-run --unit=farmhand-server --collect /opt/farmhand-server/farmhand-server serve \
     --listen 127.0.0.1:8383 --database "$SERVER_DB"
   assert_eq 0 "$RC" "starting farmhand-server: $OUT"
-  wait_for 30 nsenter -t "$(testhost_leader)" -a bash -c 'exec 3<>/dev/tcp/127.0.0.1/8383'
+  wait_for 30 "farmhand-server to listen on port 8383" nsenter -t "$(testhost_leader)" -a bash -c 'exec 3<>/dev/tcp/127.0.0.1/8383'
 }
 
 server_cli() {
@@ -87,7 +88,7 @@ testcase_enroll() {
   credential=$(sed -n 's/.*"credential": *"\([^"]*\)".*/\1/p' "$HOSTDIR/etc/farmhand/credential")
   [ -n "$credential" ] || fail "no credential in /etc/farmhand/credential"
   ! grep -q "$TOKEN" "$AGENT_JSON" || fail "the one-time token was kept in agent.json"
-  wait_for 30 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'connected to $SERVER as nm-host'"
+  wait_for 30 "the agent to connect to the server" bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'connected to $SERVER as nm-host'"
   in_testhost journalctl --no-pager
   [[ "$OUT" != *"$TOKEN"* ]] || fail "the token was logged"
   [[ "$OUT" != *"$credential"* ]] || fail "the credential was logged"
@@ -148,22 +149,15 @@ testcase_networkmanager_and_firewalld_are_configured() {
 }
 
 testcase_traffic_from_inside_each_container() {
-  assert_traffic_from_inside "${NAMES[@]}"
+  network_case_traffic_from_inside
 }
 
 testcase_status_shows_healthy_networks() {
-  farmhand_in_testhost status
-  assert_eq 0 "$RC" "$OUT"
-  assert_contains "$OUT" "Host network: networkmanager, firewall firewalld, zone vm"
-  local n
-  for n in "${NAMES[@]}"; do
-    assert_contains "$(echo "$OUT" | grep "^$n ")" "running"
-    assert_contains "$(echo "$OUT" | grep "^$n ")" "healthy"
-  done
+  network_case_status_shows_healthy "Host network: networkmanager, firewall firewalld, zone vm" running healthy
 }
 
 testcase_server_sees_the_containers() {
-  wait_for 60 server_sees_running "${NAMES[@]}"
+  wait_for 60 "the server to see ${NAMES[*]} running" server_sees_running "${NAMES[@]}"
   local kinds
   kinds=$(sqlite3 "file:$HOSTDIR$SERVER_DB?mode=ro" "SELECT DISTINCT kind FROM events WHERE host = 'nm-host'")
   assert_contains "$kinds" "agent_started"
@@ -187,8 +181,8 @@ testcase_dashboard_admin_restarts_a_container() {
   assert_eq active "$OUT"
   in_testhost machinectl show nm-b -p Leader --value
   [ "$OUT" != "$leader_before" ] || fail "nm-b was not restarted (same leader $OUT)"
-  wait_for 30 bash -c "sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT message FROM events WHERE host = 'nm-host' AND kind = 'command'\" | grep -q 'restart: nm-b restarted'"
-  wait_for 60 server_sees_running "${NAMES[@]}"
+  wait_for 30 "the restart command's event" bash -c "sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT message FROM events WHERE host = 'nm-host' AND kind = 'command'\" | grep -q 'restart: nm-b restarted'"
+  wait_for 60 "the server to see ${NAMES[*]} running" server_sees_running "${NAMES[@]}"
 }
 
 testcase_second_apply_is_a_no_op() {
@@ -198,24 +192,22 @@ testcase_second_apply_is_a_no_op() {
 }
 
 testcase_everything_comes_back_after_reboot() {
-  reboot_and_wait_healthy "${NAMES[@]}"
-  upstream_start
-  assert_traffic_from_inside "${NAMES[@]}"
+  network_case_back_after_reboot
   # The server (started again: it was a transient unit) sees the host come
   # back with every container running, and the events of the boot arrive.
   local before
   before=$(sqlite3 "file:$HOSTDIR$SERVER_DB?mode=ro" "SELECT count(*) FROM events WHERE host = 'nm-host'")
   server_start
-  wait_for 60 server_sees_running "${NAMES[@]}"
-  wait_for 60 bash -c "[ \$(sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT count(*) FROM events WHERE host = 'nm-host'\") -gt $before ]"
+  wait_for 60 "the server to see ${NAMES[*]} running" server_sees_running "${NAMES[@]}"
+  wait_for 60 "new events from nm-host" bash -c "[ \$(sqlite3 'file:$HOSTDIR$SERVER_DB?mode=ro' \"SELECT count(*) FROM events WHERE host = 'nm-host'\") -gt $before ]"
 }
 
 testcase_agent_restores_a_deleted_connection() {
   in_testhost nmcli connection delete nm-ve-nm-b
   assert_eq 0 "$RC" "$OUT"
   in_testhost systemctl restart farmhand.service
-  wait_for 60 nsenter -t "$(testhost_leader)" -a nmcli -g connection.id connection show nm-ve-nm-b
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'reconcile: fixed host network: /etc/NetworkManager/system-connections/nm-ve-nm-b.nmconnection is missing'"
+  wait_for 60 "the connection nm-ve-nm-b again" nsenter -t "$(testhost_leader)" -a nmcli -g connection.id connection show nm-ve-nm-b
+  wait_for 60 "the agent to log the fixed connection" bash -c "nsenter -t $(testhost_leader) -a journalctl -u farmhand.service --no-pager | grep -q 'reconcile: fixed host network: /etc/NetworkManager/system-connections/nm-ve-nm-b.nmconnection is missing'"
   in_testhost nmcli -g GENERAL.CONNECTION device show ve-nm-b
   assert_eq nm-ve-nm-b "$OUT" "the connection active on ve-nm-b again"
   assert_gateway_answers nm-b "$(gateway_of nm-b)"

@@ -132,7 +132,7 @@ EOF
   /usr/sbin/sshd -t -f "$dir/sshd_config" || return 1
   /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
   track_pid $!
-  wait_for 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+  wait_for 30 "the git server to listen on port $port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
 }
 
 # The ssh command line git uses to reach the sshd started in DIR on PORT.

@@ -64,8 +64,6 @@ cat > "$CONFIG" <<JSON
 }
 JSON
 
-fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
-
 # Like `fhc apply`, with the output also kept in $ROOT/NAME.log, for the
 # credential cases that grep it afterwards.
 apply_logged() {  # NAME
@@ -209,16 +207,16 @@ boot_pl_a() {
   setsid "$FH" --root "$ROOT" --config "$CONFIG" run pl-a >"$log" 2>&1 &
   RUN_PID=$!
   track_pid "$RUN_PID"
-  wait_for 60 ip link show ve-pl-a
+  wait_for 60 "the interface ve-pl-a" ip link show ve-pl-a
   # Without systemd, `farmhand run` configures the host end of the link
   # itself (provision_test checks it in full).
   gateway=$(sed -n 's/^Gateway=//p' "$M/pl-a/etc/systemd/network/50-host0.network")
-  wait_for 30 bash -c "ip -br address show ve-pl-a | grep -q ' $gateway/24'" || { cat "$log"; ip -br address show ve-pl-a; false; }
-  wait_for 30 pgrep -P "$RUN_PID" || { cat "$log"; ps -ef --forest | grep -B2 -A5 "run pl-a" | head -30; false; }
+  wait_for 30 "the gateway address on ve-pl-a" bash -c "ip -br address show ve-pl-a | grep -q ' $gateway/24'" || { cat "$log"; ip -br address show ve-pl-a; false; }
+  wait_for 30 "farmhand run to start nspawn" pgrep -P "$RUN_PID" || { cat "$log"; ps -ef --forest | grep -B2 -A5 "run pl-a" | head -30; false; }
   LEADER=$(pgrep -P "$RUN_PID" | head -1)
-  wait_for 90 bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
+  wait_for 90 "pl-a to boot" bash -c "nsenter -t $LEADER -a systemctl is-system-running | grep -qE 'running|degraded'" ||
     { cat "$log"; false; }
-  wait_for 30 bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active" ||
+  wait_for 30 "sai-builder to be active" bash -c "nsenter -t $LEADER -a systemctl is-active sai-builder | grep -qx active" ||
     { nsenter -t "$LEADER" -a systemctl status sai-builder || true; false; }
 }
 
@@ -237,11 +235,11 @@ testcase_builder_service_runs_in_the_booted_container() {
   assert_eq active "$(nsenter -t "$LEADER" -a systemctl is-active sai-builder)"
   assert_eq sai "$(nsenter -t "$LEADER" -a systemctl show -p User --value sai-builder)"
   # The heartbeat moves, and names the commit it was built from.
-  wait_for 30 nsenter -t "$LEADER" -a test -s /var/lib/builder/heartbeat
+  wait_for 30 "the builder's first heartbeat" nsenter -t "$LEADER" -a test -s /var/lib/builder/heartbeat
   hb1=$(heartbeat)
   assert_contains "$hb1" "alive "
   assert_contains "$hb1" " $head"
-  wait_for 30 bash -c "[ \"\$(nsenter -t $LEADER -a cat /var/lib/builder/heartbeat)\" != '$hb1' ]"
+  wait_for 30 "a new heartbeat" bash -c "[ \"\$(nsenter -t $LEADER -a cat /var/lib/builder/heartbeat)\" != '$hb1' ]"
   stop_pl_a
 }
 
@@ -315,7 +313,7 @@ testcase_apply_to_a_running_container() {
   assert_contains "$OUT" "restart sai-builder.service"
   # The container kept running: the same init.
   assert_eq "$LEADER" "$(pgrep -P "$RUN_PID" | head -1)" "the container's init"
-  wait_for 30 bash -c "nsenter -t $LEADER -a cat /var/lib/builder/heartbeat | grep -q ' $head'" ||
+  wait_for 30 "a heartbeat naming the new head" bash -c "nsenter -t $LEADER -a cat /var/lib/builder/heartbeat | grep -q ' $head'" ||
     fail "the heartbeat never named $head: [$(heartbeat)]"
   pid_after=$(nsenter -t "$LEADER" -a systemctl show -p MainPID --value sai-builder)
   [ "$pid_after" != "$pid_before" ] || fail "sai-builder was not restarted (MainPID $pid_before)"
@@ -507,7 +505,7 @@ testcase_private_repo_over_http_with_a_token() {
   python3 "$TESTS_DIR/integration/git_http_server.py" "$REPOS/http" "$port" ci "$keys/git-token" "$srv_log" \
     >"$ROOT/git-http.out" 2>&1 &
   track_pid $!
-  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+  wait_for 10 "the proxy to listen on port $port" python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
   # The harness itself works: plain git with the token in the URL.
   assert_eq "$head" "$(git -c credential.helper= ls-remote "http://ci:$token@127.0.0.1:$port/private-http.git" \
     refs/heads/main | cut -f1)" "git ls-remote through the test server"

@@ -25,8 +25,6 @@ cat > "$CONFIG" <<JSON
 }
 JSON
 
-fhc() { fh --root "$ROOT" --config "$CONFIG" "$@"; }
-
 # This machine's nft stands for the test host's own: with it, farmhand picks
 # its nftables firewall for the root (it looks for the tool in the root).
 if [ -x /usr/sbin/nft ]; then
@@ -196,14 +194,14 @@ while True:
   setsid "$FH" --root "$ROOT" --config "$CONFIG" run it-bw-a >"$log" 2>&1 &
   pid=$!
   track_pid "$pid"
-  wait_for 60 ip link show ve-it-bw-a
+  wait_for 60 "the interface ve-it-bw-a" ip link show ve-it-bw-a
   # The container's init: nspawn's child (nspawn is our pid after exec) in
   # a PID namespace of its own.
-  wait_for 30 init_of "$pid"
+  wait_for 30 "the container's init" init_of "$pid"
   leader=$(init_of "$pid")
-  wait_for 60 bash -c "nsenter -t $leader -a systemctl is-system-running | grep -qE 'running|degraded'"
-  wait_for 30 bash -c "ip -br address show ve-it-bw-a | grep -q 'UP.*192.168.80.1/24'"
-  wait_for 30 bash -c "nsenter -t $leader -a ip -br addr show host0 | grep -q '192.168.80.9/24'"
+  wait_for 60 "it-bw-a to boot" bash -c "nsenter -t $leader -a systemctl is-system-running | grep -qE 'running|degraded'"
+  wait_for 30 "the gateway address on ve-it-bw-a" bash -c "ip -br address show ve-it-bw-a | grep -q 'UP.*192.168.80.1/24'"
+  wait_for 30 "the container's address on host0" bash -c "nsenter -t $leader -a ip -br addr show host0 | grep -q '192.168.80.9/24'"
   assert_contains "$(nsenter -t "$leader" -a ip route)" "default via 192.168.80.1 dev host0"
   assert_eq "it-bw-a-$HOSTPART" "$(nsenter -t "$leader" -a hostname)" "booted hostname"
   assert_eq active "$(nsenter -t "$leader" -a systemctl is-active systemd-networkd)"
@@ -236,7 +234,7 @@ print(c["state"], c.get("network", {}).get("healthy"))')" "it-bw-a in status --j
   timeout 60 tail --pid="$pid" -f /dev/null
   assert_missing /sys/class/net/ve-it-bw-a
   # The helper tears down right after nspawn exits.
-  wait_for 10 bash -c "! nft list table ip farmhand_nat >/dev/null 2>&1"
+  wait_for 10 "the nat table to go" bash -c "! nft list table ip farmhand_nat >/dev/null 2>&1"
   nft list table inet farmhand >/dev/null 2>&1 && fail "farmhand's filter table is still loaded"
   assert_eq "$forward_before" "$(cat /proc/sys/net/ipv4/ip_forward)" "IPv4 forwarding after the stop"
   fhc status --json

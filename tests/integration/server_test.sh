@@ -23,8 +23,10 @@ for tool in sqlite3 curl python3; do
   fi
 done
 
-# The whole script gives up at this point, whatever the single waits say.
-SCRIPT_DEADLINE=$((EPOCHSECONDS + ${FARMHAND_SERVER_TEST_TIMEOUT:-300}))
+# The whole script gives up at this point, whatever the single waits say
+# (common.sh's wait_for reads it).
+# shellcheck disable=SC2034
+WAIT_DEADLINE=$((EPOCHSECONDS + ${FARMHAND_SERVER_TEST_TIMEOUT:-300}))
 
 WORK=$(mktemp -d /tmp/farmhand-server-it.XXXXXX)
 DB=$WORK/server.db
@@ -44,36 +46,9 @@ srv() { "$SRV" "$@" --config "$CONF"; }
 q() { sqlite3 -cmd ".timeout 5000" "$DB" "$1"; }
 h1_count() { q "SELECT count(*) FROM events WHERE host = 'h1'"; }
 
-# Polls COMMAND every 0.1 s until it succeeds; fails after SECONDS, or at the
-# script's deadline if that comes first.
-wait_until() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((EPOCHSECONDS + seconds))
-  [ "$deadline" -le "$SCRIPT_DEADLINE" ] || deadline=$SCRIPT_DEADLINE
-  until "$@" >/dev/null 2>&1; do
-    if [ "$EPOCHSECONDS" -ge "$deadline" ]; then
-      fail "timed out after ${seconds}s waiting for $what"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
 at_least() { [ "$($1)" -ge "$2" ]; }
 log_has() { grep -q -- "$2" "$1"; }
 exited() { ! kill -0 "$1" 2>/dev/null; }
-
-# Stops a process started here: resumes it if stopped, SIGTERM, SIGKILL after 10 s.
-stop_pid() {
-  local pid=$1 deadline=$((EPOCHSECONDS + 10))
-  kill -CONT "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  while kill -0 "$pid" 2>/dev/null && [ "$EPOCHSECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
 
 # Starts the server (extra args: e.g. --listen 127.0.0.1:PORT), waits for its
 # port file; sets SERVER_PID, PORT, URL and HTTP.
@@ -87,7 +62,7 @@ start_server() {
   "$SRV" serve --config "$CONF" --port-file "$portfile" "$@" >> "$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   on_exit "stop_pid $SERVER_PID"
-  wait_until 20 "the server's port file" test -s "$portfile" ||
+  wait_for 20 "the server's port file" test -s "$portfile" ||
     { tail -5 "$SERVER_LOG" >&2; return 1; }
   PORT=$(cat "$portfile")
   URL=ws://127.0.0.1:$PORT
@@ -107,7 +82,7 @@ start_agent() {
 # Waits for the agent to exit; fails unless it exits 0.
 agent_succeeds() {
   local seconds=$1 log=$2 rc=0
-  wait_until "$seconds" "the test agent to get everything acked" exited "$AGENT_PID" ||
+  wait_for "$seconds" "the test agent to get everything acked" exited "$AGENT_PID" ||
     { tail -5 "$log" >&2; return 1; }
   wait "$AGENT_PID" || rc=$?
   [ "$rc" -eq 0 ] || { tail -5 "$log" >&2; fail "the test agent exited $rc"; }
@@ -126,8 +101,6 @@ assert_h1_events() {
   assert_eq 0 "$(q "SELECT count(*) FROM events WHERE host = 'h1' AND message != 'event ' || seq")" \
     "h1 events whose message is not \"event SEQ\""
 }
-
-step() { echo "    $*"; }
 
 testcase_enrollment() {
   step "token create --name h1; the test agent enrolls with it"
@@ -164,7 +137,7 @@ testcase_server_killed_mid_stream() {
   start_agent "$WORK/agent2.log" --events 10000 --rate 2000 --wait-acked
   local at kill
   for at in 2000 5000; do
-    wait_until 30 "$at events stored" at_least h1_count $((base + at))
+    wait_for 30 "$at events stored" at_least h1_count $((base + at))
     kill -KILL "$SERVER_PID"
     { wait "$SERVER_PID"; } 2>/dev/null || true
     kill=$(h1_count)
@@ -184,7 +157,7 @@ testcase_agent_killed_mid_stream() {
   base=$(h1_count)
   step "the test agent emits 5000 events at 2000/s and is SIGKILLed after 1500"
   start_agent "$WORK/agent3.log" --events 5000 --rate 2000
-  wait_until 30 "1500 events stored" at_least h1_count $((base + 1500))
+  wait_for 30 "1500 events stored" at_least h1_count $((base + 1500))
   kill -KILL "$AGENT_PID"
   { wait "$AGENT_PID"; } 2>/dev/null || true
   local last waiting
@@ -205,7 +178,7 @@ testcase_server_stopped_for_35_s() {
   base=$(h1_count)
   step "the test agent emits 3000 events at 100/s; the server is SIGSTOPped for 35 s"
   start_agent "$WORK/agent4.log" --events 3000 --rate 100 --wait-acked
-  wait_until 30 "100 events stored" at_least h1_count $((base + 100))
+  wait_for 30 "100 events stored" at_least h1_count $((base + 100))
   local stopped=$EPOCHREALTIME noticed=""
   kill -STOP "$SERVER_PID"
   on_exit "kill -CONT $SERVER_PID 2>/dev/null"
@@ -252,7 +225,7 @@ testcase_hostile_clients_change_nothing() {
   local cred2
   cred2=$(python3 "$HOSTILE" --url "$URL" --enroll "$first")
   python3 "$HOSTILE" --url "$URL" --enroll "$used" > /dev/null
-  wait_until 10 "the 1 s token to expire" expired_token_listed
+  wait_for 10 "the 1 s token to expire" expired_token_listed
   local before
   before=$(q "SELECT count(*), max(id) FROM events")
   step "hostile_client.py catalogue as h2"
@@ -271,10 +244,10 @@ expired_token_listed() { srv token list 2>/dev/null | grep -q "^[0-9]* *h2 .*exp
 testcase_host_removal_disconnects_the_agent() {
   start_server
   start_agent "$WORK/agent6.log" --events 0 --heartbeat
-  wait_until 20 "the agent to connect" log_has "$WORK/agent6.log" "connected to"
+  wait_for 20 "the agent to connect" log_has "$WORK/agent6.log" "connected to"
   step "host remove h1 while the agent is connected"
   srv host remove h1 2>/dev/null
-  wait_until 20 "the agent to be refused" log_has "$WORK/agent6.log" "server refused the credential"
+  wait_for 20 "the agent to be refused" log_has "$WORK/agent6.log" "server refused the credential"
   step "agent: $(grep -o 'server refused the credential.*' "$WORK/agent6.log" | head -1)"
   assert_contains "$(cat "$SERVER_LOG")" "the host h1 was removed" "server log"
   step "a new hello with the old credential is refused"
@@ -306,7 +279,7 @@ JSON
   "$SRV" serve --config "$tls_conf" --port-file "$WORK/tls.port" >> "$WORK/tls-server.log" 2>&1 &
   local pid=$!
   on_exit "stop_pid $pid"
-  wait_until 20 "the TLS server's port file" test -s "$WORK/tls.port"
+  wait_for 20 "the TLS server's port file" test -s "$WORK/tls.port"
   local url=wss://127.0.0.1:$(cat "$WORK/tls.port")
   step "an agent pinning another CA is refused before anything is sent"
   local token
@@ -343,9 +316,9 @@ ev_inventory_since() {
 # inventory the agent made after it: it shows what that reconcile left in force.
 ev_wait_reconcile() {
   local n=$1 at
-  wait_until 60 "reconcile $n of the agent" at_least "ev_count apply" "$n"
+  wait_for 60 "reconcile $n of the agent" at_least "ev_count apply" "$n"
   at=$(q "SELECT time FROM events WHERE host = 'ev1' AND kind = 'apply' ORDER BY id LIMIT 1 OFFSET $((n - 1))")
-  wait_until 30 "an inventory made after reconcile $n" ev_inventory_since "$at"
+  wait_for 30 "an inventory made after reconcile $n" ev_inventory_since "$at"
 }
 
 # The real agent, `farmhand daemon` under --root (no containers, so no
@@ -383,7 +356,7 @@ open(path, "w").write(json.dumps(c, indent=2) + "\n")' "$conf" "file://$repos/co
   "$FH" --root "$root" --config "$conf" daemon > "$daemon_log" 2>&1 &
   pid=$!
   on_exit "stop_pid $pid"
-  wait_until 60 "a config_applied event" at_least "ev_count config_applied" 1
+  wait_for 60 "a config_applied event" at_least "ev_count config_applied" 1
   assert_eq "config hosts/ev1.json@${good:0:12} accepted" "$(ev_last config_applied)" "config_applied message"
   ev_wait_reconcile 1
   assert_eq "$good" "$(ev_config_commit)" "inventory host.config_commit after the start"
@@ -391,7 +364,7 @@ open(path, "w").write(json.dumps(c, indent=2) + "\n")' "$conf" "file://$repos/co
   step "a commit with an unknown key, SIGHUP: config_rejected, the first commit stays in force"
   bad=$(echo '{"containers": [], "bogus": 1}' | commit_file "$repos/config" hosts/ev1.json "an unknown key")
   kill -HUP "$pid"
-  wait_until 60 "a config_rejected event" at_least "ev_count config_rejected" 1
+  wait_for 60 "a config_rejected event" at_least "ev_count config_rejected" 1
   msg=$(ev_last config_rejected)
   step "config_rejected: ${msg//$'\n'/ | }"
   assert_contains "$msg" "config refused, hosts/ev1.json@${good:0:12} stays in force:" "config_rejected message"
@@ -404,7 +377,7 @@ open(path, "w").write(json.dumps(c, indent=2) + "\n")' "$conf" "file://$repos/co
   step "a good commit again, SIGHUP: config_applied, the inventory moves to it"
   good2=$(printf '{\n  "containers": []\n}\n' | commit_file "$repos/config" hosts/ev1.json "no containers, again")
   kill -HUP "$pid"
-  wait_until 60 "a second config_applied event" at_least "ev_count config_applied" 2
+  wait_for 60 "a second config_applied event" at_least "ev_count config_applied" 2
   assert_eq "config hosts/ev1.json@${good2:0:12} accepted (was ${good:0:12})" "$(ev_last config_applied)" \
     "the second config_applied message"
   ev_wait_reconcile 3

@@ -68,16 +68,16 @@ testcase_apply_starts_containers_through_systemd() {
   assert_contains "$OUT" "[sd-a] network healthy"
   in_testhost systemctl is-enabled systemd-nspawn@sd-a
   assert_eq enabled "$OUT"
-  wait_for 60 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
+  wait_for 60 "systemd-nspawn@sd-a to be active" nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
   in_testhost systemctl is-active systemd-nspawn@sd-b
   assert_eq inactive "$OUT" "sd-b has boot: false"
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a machinectl list | grep -q sd-a"
+  wait_for 60 "sd-a in machinectl list" bash -c "nsenter -t $(testhost_leader) -a machinectl list | grep -q sd-a"
   farmhand_in_testhost status
   assert_contains "$OUT" "sd-a"
   assert_contains "$(echo "$OUT" | grep sd-a)" "running"
   assert_contains "$(echo "$OUT" | grep sd-b)" "stopped"
   # Inside the running container: the build user and its own hostname.
-  wait_for 60 bash -c "nsenter -t $(testhost_leader) -a systemd-run -M sd-a --wait -q -P id sai | grep -q 'uid=883(sai)'"
+  wait_for 60 "user sai in sd-a" bash -c "nsenter -t $(testhost_leader) -a systemd-run -M sd-a --wait -q -P id sai | grep -q 'uid=883(sai)'"
 }
 
 testcase_second_apply_is_a_no_op() {
@@ -93,7 +93,7 @@ testcase_containers_come_back_after_reboot() {
   # and for an overlay root, its .mount unit).
   in_testhost systemctl is-active 'var-lib-machines-sd\x2da.mount'
   assert_eq active "$OUT" "the overlay root's mount unit"
-  wait_for 90 nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
+  wait_for 90 "systemd-nspawn@sd-a to be active" nsenter -t "$(testhost_leader)" -a systemctl is-active systemd-nspawn@sd-a
   in_testhost systemctl is-active systemd-nspawn@sd-b
   assert_eq inactive "$OUT"
   farmhand_in_testhost plan
@@ -126,8 +126,8 @@ RULES
   local leader
   leader=$(nsenter -t "$(testhost_leader)" -a machinectl show sd-a -p Leader --value)
   echo add > /sys/class/tty/tty62/uevent
-  wait_for 10 bash -c "nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62 rw'"
-  wait_for 10 nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
+  wait_for 10 "DeviceAllow= to grant 4:62" bash -c "nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62 rw'"
+  wait_for 10 "/dev/tty62 in sd-a" nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
   # sd-a's root is an overlay mounted inside the test host: read it there.
   in_testhost grep '^dialout:' /var/lib/machines/sd-a/etc/group
   local gid
@@ -143,8 +143,8 @@ RULES
   in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
   assert_contains "$OUT" "/dev/net/tun rwm"
   echo remove > /sys/class/tty/tty62/uevent
-  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
-  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a test -e /proc/$leader/root/dev/tty62"
+  wait_for 10 "DeviceAllow= to drop 4:62" bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
+  wait_for 10 "/dev/tty62 to leave sd-a" bash -c "! nsenter -t $(testhost_leader) -a test -e /proc/$leader/root/dev/tty62"
   in_testhost systemctl show -p DeviceAllow --value systemd-nspawn@sd-a
   assert_contains "$OUT" "/dev/net/tun rwm"
 }
@@ -185,15 +185,15 @@ testcase_hotplug_latency_through_systemd() {
 testcase_device_follows_a_container_restart() {
   local db=$HOSTDIR/var/lib/farmhand/state.db leader
   echo add > /sys/class/tty/tty62/uevent
-  wait_for 10 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
+  wait_for 10 "an attached lease on /dev/tty62" bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
   in_testhost systemctl stop systemd-nspawn@sd-a
-  wait_for 10 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx pending"
+  wait_for 10 "a pending lease on /dev/tty62" bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx pending"
   in_testhost systemctl start systemd-nspawn@sd-a
-  wait_for 30 bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
+  wait_for 30 "an attached lease on /dev/tty62" bash -c "sqlite3 '$db' \"SELECT state FROM device_leases WHERE devnode='/dev/tty62'\" | grep -qx attached"
   leader=$(nsenter -t "$(testhost_leader)" -a machinectl show sd-a -p Leader --value)
-  wait_for 10 nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
+  wait_for 10 "/dev/tty62 in sd-a" nsenter -t "$(testhost_leader)" -a test -c "/proc/$leader/root/dev/tty62"
   echo remove > /sys/class/tty/tty62/uevent
-  wait_for 10 bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
+  wait_for 10 "DeviceAllow= to drop 4:62" bash -c "! nsenter -t $(testhost_leader) -a systemctl show -p DeviceAllow --value systemd-nspawn@sd-a | grep -q '/dev/char/4:62'"
 }
 
 testcase_destroy_stops_and_removes() {

@@ -108,9 +108,9 @@ testhost_boot() {
   fi
   local pid=$!
   echo "$pid" >"$TESTHOST_PIDFILE"
-  wait_for 60 bash -c "pgrep -P $pid || ! kill -0 $pid"
+  wait_for 60 "the test host's nspawn to start its child, or to end" bash -c "pgrep -P $pid || ! kill -0 $pid"
   kill -0 "$pid" 2>/dev/null || fail "the test host did not boot: $(tail -5 "$dir.console")"
-  if ! wait_for 120 bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"; then
+  if ! wait_for 120 "the test host to boot" bash -c "nsenter -t $(testhost_leader) -a systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'"; then
     # What it still waits for, so that a slow boot can be told from a hung unit.
     local leader
     leader=$(testhost_leader)

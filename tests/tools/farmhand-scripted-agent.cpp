@@ -32,13 +32,14 @@
 #include <vector>
 
 #include "agent/credential.h"
-#include "agent/enroll_exchange.h"
 #include "agent/link.h"
 #include "agent/loop.h"
 #include "agent/outbox.h"
 #include "agent/report.h"
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "tool_common.h"
 
 using namespace farmhand;
 using namespace farmhand::agent;
@@ -57,11 +58,6 @@ int usage(const std::string& problem) {
   return 2;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 struct Device {
   std::string id;
   int64_t since = 0;
@@ -71,7 +67,7 @@ struct Device {
 struct FakeHost {
   std::string hostname;
   std::string state = "running";
-  int64_t since = now_ms();
+  int64_t since = wall_ms();
   std::vector<Device> devices;
 
   nlohmann::json inventory() const {
@@ -95,8 +91,8 @@ struct FakeHost {
     container["payload"] = {{"state", "failed"},
                             {"item", "setup sai-build"},
                             {"message", "make: *** [Makefile:146: all] Error 2"},
-                            {"time", now_ms()}};
-    return {{"time", now_ms()},
+                            {"time", wall_ms()}};
+    return {{"time", wall_ms()},
             {"host",
              {{"hostname", hostname},
               {"os", "Debian GNU/Linux 12 (bookworm)"},
@@ -112,39 +108,19 @@ struct FakeHost {
   }
 };
 
-int enroll(std::map<std::string, std::string>& args) {
-  if (!args.count("--url")) return usage("--url is required to enroll");
-  auto enrolled = exchange_enrollment_token(args["--url"], args["--enroll-token"], "", std::chrono::seconds(30));
-  if (!enrolled) {
-    log::error(enrolled.error().message());
-    return 1;
-  }
-  if (auto s = write_credential(args["--credential-file"], {args["--url"], enrolled->host, enrolled->credential});
-      !s) {
-    log::error(s.error().message());
-    return 1;
-  }
-  std::cout << "enrolled as " << enrolled->host << std::endl;
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--debug") {
-      args[a] = "1";
-    } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
-      args[a] = argv[++i];
-    } else {
-      return usage("unexpected argument '" + a + "'");
-    }
+  if (auto bad = test_tools::parse_args(argc, argv, {"--debug"}, args)) {
+    return usage("unexpected argument '" + *bad + "'");
   }
   if (args.count("--debug")) log::set_max_level(log::Level::kDebug);
   if (!args.count("--credential-file")) return usage("--credential-file is required");
-  if (args.count("--enroll-token")) return enroll(args);
+  if (args.count("--enroll-token")) {
+    if (!args.count("--url")) return usage("--url is required to enroll");
+    return test_tools::enroll(args["--url"], args["--enroll-token"], "", args["--credential-file"]);
+  }
   if (!args.count("--outbox") || !args.count("--control")) return usage("--outbox and --control are required");
 
   auto credential = read_credential(args["--credential-file"]);
@@ -194,11 +170,11 @@ int main(int argc, char** argv) {
   LinkCallbacks callbacks;
   callbacks.inventory = [&] { return host.inventory(); };
   callbacks.heartbeat = [] {
-    auto h = read_heartbeat(HostRoot("/"), "/", now_ms());
+    auto h = read_heartbeat(HostRoot("/"), "/", wall_ms());
     if (!h) {
       log::warning("heartbeat: ", h.error().message());
       protocol::Heartbeat empty;
-      empty.time = now_ms();
+      empty.time = wall_ms();
       return empty;
     }
     return *h;
@@ -207,7 +183,7 @@ int main(int argc, char** argv) {
 
   auto emit = [&](const std::string& kind, std::optional<std::string> device, const std::string& message) {
     protocol::Event e;
-    e.time = now_ms();
+    e.time = wall_ms();
     e.kind = kind;
     if (kind != "test") e.container = kContainer;
     e.device = std::move(device);
@@ -236,7 +212,7 @@ int main(int argc, char** argv) {
       host.state = "running";
       result.message = target + (c.action == "start" ? " started" : " restarted");
     }
-    host.since = now_ms();
+    host.since = wall_ms();
     result.ok = true;
     log::notice("command ", c.id, ": ", result.message);
     write_state();
@@ -256,7 +232,7 @@ int main(int argc, char** argv) {
     if (line.rfind("event ", 0) == 0) {
       emit("test", std::nullopt, line.substr(6));
     } else if (line.rfind("attach ", 0) == 0) {
-      Device d{line.substr(7), now_ms()};
+      Device d{line.substr(7), wall_ms()};
       std::erase_if(host.devices, [&](const Device& x) { return x.id == d.id; });
       host.devices.push_back(d);
       link->send_inventory();

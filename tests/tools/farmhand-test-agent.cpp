@@ -19,11 +19,12 @@
 #include <string>
 
 #include "agent/credential.h"
-#include "agent/enroll_exchange.h"
 #include "agent/link.h"
 #include "agent/loop.h"
 #include "agent/outbox.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "tool_common.h"
 
 using namespace farmhand;
 using namespace farmhand::agent;
@@ -38,24 +39,12 @@ int usage(const std::string& problem) {
   return 2;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--heartbeat" || a == "--wait-acked" || a == "--debug") {
-      args[a] = "1";
-    } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
-      args[a] = argv[++i];
-    } else {
-      return usage("unexpected argument '" + a + "'");
-    }
+  if (auto bad = test_tools::parse_args(argc, argv, {"--heartbeat", "--wait-acked", "--debug"}, args)) {
+    return usage("unexpected argument '" + *bad + "'");
   }
   if (args.count("--debug")) log::set_max_level(log::Level::kDebug);
   if (!args.count("--credential-file")) return usage("--credential-file is required");
@@ -64,17 +53,7 @@ int main(int argc, char** argv) {
 
   if (args.count("--enroll-token")) {
     if (!args.count("--url")) return usage("--url is required to enroll");
-    auto enrolled = exchange_enrollment_token(args["--url"], args["--enroll-token"], ca_file, std::chrono::seconds(30));
-    if (!enrolled) {
-      log::error(enrolled.error().message());
-      return 1;
-    }
-    if (auto s = write_credential(credential_file, {args["--url"], enrolled->host, enrolled->credential}); !s) {
-      log::error(s.error().message());
-      return 1;
-    }
-    std::cout << "enrolled as " << enrolled->host << std::endl;
-    return 0;
+    return test_tools::enroll(args["--url"], args["--enroll-token"], ca_file, credential_file);
   }
 
   if (!args.count("--outbox") || !args.count("--events")) return usage("--outbox and --events are required");
@@ -118,7 +97,7 @@ int main(int argc, char** argv) {
     }
     for (uint64_t i = 1; i <= count; ++i) {
       protocol::Event e;
-      e.time = now_ms();
+      e.time = wall_ms();
       e.kind = "test";
       e.message = "event " + std::to_string(*last + i);
       batch.push_back(std::move(e));
@@ -139,7 +118,7 @@ int main(int argc, char** argv) {
   options.version = "0.1.0-test";
   LinkCallbacks callbacks;
   callbacks.inventory = [&] {
-    return nlohmann::json{{"time", now_ms()},
+    return nlohmann::json{{"time", wall_ms()},
                           {"host", {{"hostname", credential->host}, {"farmhand_version", "0.1.0-test"}}},
                           {"containers", nlohmann::json::array()},
                           {"devices", nlohmann::json::array()}};
@@ -147,7 +126,7 @@ int main(int argc, char** argv) {
   if (args.count("--heartbeat")) {
     callbacks.heartbeat = [] {
       protocol::Heartbeat h;
-      h.time = now_ms();
+      h.time = wall_ms();
       double load[3] = {0, 0, 0};
       if (getloadavg(load, 3) == 3) h.load = {load[0], load[1], load[2]};
       return h;
@@ -183,13 +162,13 @@ int main(int argc, char** argv) {
 
   // Every 10 ms, whatever the rate says is due by now. (Declared here: the
   // timers it schedules refer to it until the loop ends.)
-  auto started = std::chrono::steady_clock::now();
+  auto started = monotonic_now();
   std::function<void()> tick;
   if (rate <= 0) {
     if (events > 0 && !append_some(events)) return 1;
   } else {
     tick = [&] {
-      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      double elapsed = std::chrono::duration<double>(monotonic_now() - started).count();
       uint64_t due = std::min<uint64_t>(events, static_cast<uint64_t>(elapsed * rate) + 1);
       if (due > appended) {
         if (!append_some(due - appended)) return loop.stop();
