@@ -2,19 +2,11 @@
 
 #include <algorithm>
 
+#include "common/state_db.h"
+
 namespace farmhand::agent {
 
 namespace {
-
-constexpr const char* kSchema = R"(
-CREATE TABLE IF NOT EXISTS outbox (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  time INTEGER NOT NULL,
-  kind TEXT NOT NULL,
-  container TEXT,
-  device TEXT,
-  message TEXT NOT NULL
-))";
 
 Result<uint64_t> single_integer(sql::Database& db, std::string_view query) {
   auto stmt = db.prepare(query);
@@ -28,9 +20,9 @@ Result<uint64_t> single_integer(sql::Database& db, std::string_view query) {
 }  // namespace
 
 Result<std::unique_ptr<SqliteOutbox>> SqliteOutbox::open(const std::string& path) {
-  auto db = sql::Database::open(path);
+  // The table, outbox, is state_db's.
+  auto db = state_db::open(path);
   if (!db) return db.error().context("opening the outbox");
-  if (auto s = db->exec(kSchema); !s) return s.error().context("creating the outbox in '" + path + "'");
   return std::unique_ptr<SqliteOutbox>(new SqliteOutbox(std::move(db).value()));
 }
 

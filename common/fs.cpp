@@ -261,7 +261,19 @@ int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode) 
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   std::string rel = relative.relative_path().string();
   if (rel.empty()) rel = ".";
-  return static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
+  // Retried, for every caller: with RESOLVE_IN_ROOT the kernel answers
+  // EAGAIN when a rename or mount anywhere on the host raced a lookup that
+  // went through "..", which a running container (a build renaming files)
+  // makes likely, and the same open a moment later succeeds. EINTR is a
+  // signal during an open that blocked. The bound keeps a container that
+  // renames without pause from holding the agent in this loop.
+  constexpr int kAttempts = 64;
+  long fd = -1;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how);
+    if (fd >= 0 || (errno != EAGAIN && errno != EINTR)) break;
+  }
+  return static_cast<int>(fd);
 }
 
 namespace {

@@ -87,7 +87,13 @@ class UniqueFd {
     if (fd_ >= 0) ::close(fd_);
   }
   UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&&) = delete;
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = other.release();
+    }
+    return *this;
+  }
   UniqueFd(const UniqueFd&) = delete;
   UniqueFd& operator=(const UniqueFd&) = delete;
   int get() const { return fd_; }
@@ -102,8 +108,11 @@ class UniqueFd {
 };
 
 // openat2 of `relative` below the directory `root_fd` with RESOLVE_IN_ROOT:
-// the directory acts as "/" for every component and symlink. -1 with errno
-// set on failure.
+// the directory acts as "/" for every component and symlink, so no symlink,
+// "..", or absolute link target leads out of it. `relative` may also be
+// written as an absolute path ("/dev/bus/usb"): it is taken below root_fd
+// all the same. A lookup that a concurrent rename made the kernel refuse
+// (EAGAIN) is retried. -1 with errno set on failure.
 int open_in_root(int root_fd, const fs::path& relative, int flags, mode_t mode = 0);
 
 // Paths inside a container's root filesystem are resolved as if `root` were

@@ -97,6 +97,8 @@ std::string Statement::text(int column) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), column)));
 }
 
+int Statement::column_count() const { return sqlite3_column_count(stmt_.get()); }
+
 int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
 
 bool Statement::is_null(int column) const {

@@ -34,6 +34,7 @@ class Statement {
   std::string text(int column) const;
   int64_t integer(int column) const;
   bool is_null(int column) const;
+  int column_count() const;
 
  private:
   friend class Database;

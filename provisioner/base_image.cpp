@@ -2,8 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sstream>
-
+#include "common/etc_files.h"
 #include "common/log.h"
 #include "provisioner/clone.h"
 
@@ -40,39 +39,20 @@ Status run_recipe_command(CommandRunner& commands, const RecipeCommand& rc, cons
 std::vector<std::string> build_user_missing_groups(const fs::path& root, const std::vector<std::string>& groups) {
   std::vector<std::string> missing;
   if (groups.empty()) return missing;
-  auto group = read_file_in_root(root, "etc/group");
-  std::string text = group && group->has_value() ? **group : "";
+  // An unreadable or missing /etc/group has no members: every group is missing.
+  auto group = etc::read_group(root);
+  const std::string text = group && group->has_value() ? **group : "";
   for (const auto& g : groups) {
-    bool member = false;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind(g + ":", 0) != 0) continue;
-      // name:x:gid:user1,user2
-      size_t members = line.rfind(':');
-      std::istringstream list(line.substr(members + 1));
-      std::string user;
-      while (std::getline(list, user, ',')) member = member || user == kBuildUser;
-    }
-    if (!member) missing.push_back(g);
+    if (!etc::is_member(text, g, kBuildUser)) missing.push_back(g);
   }
   return missing;
 }
 
 bool tree_has_build_user(const fs::path& root) {
-  auto passwd = read_file_in_root(root, "etc/passwd");
+  auto passwd = etc::read_passwd(root);
   if (!passwd || !passwd->has_value()) return false;
-  std::istringstream in(**passwd);
-  std::string line;
-  const std::string prefix = std::string(kBuildUser) + ":";
-  while (std::getline(in, line)) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    // name:x:uid:gid:...
-    size_t a = line.find(':', prefix.size());
-    size_t b = a == std::string::npos ? a : line.find(':', a + 1);
-    return b != std::string::npos && line.substr(a + 1, b - a - 1) == std::to_string(kBuildUid);
-  }
-  return false;
+  auto user = etc::find_user(**passwd, std::string_view(kBuildUser));
+  return user && user->uid == static_cast<uid_t>(kBuildUid);
 }
 
 Status enable_units_in_tree(CommandRunner& commands, const fs::path& root,

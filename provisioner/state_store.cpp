@@ -2,55 +2,11 @@
 
 #include <chrono>
 
+#include "common/state_db.h"
+
 namespace farmhand::provisioner {
 
 namespace {
-
-constexpr int kSchemaVersion = 2;
-
-constexpr const char* kSchema = R"SQL(
-CREATE TABLE IF NOT EXISTS containers(
-  name TEXT PRIMARY KEY,
-  spec TEXT NOT NULL,
-  base_key TEXT NOT NULL,
-  clone_method TEXT NOT NULL,
-  phase TEXT NOT NULL CHECK (phase IN ('creating', 'ready', 'destroying')),
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS subnets(
-  name TEXT PRIMARY KEY,
-  subnet TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS applies(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  started_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS journal(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  apply_id INTEGER NOT NULL REFERENCES applies(id),
-  container TEXT NOT NULL,
-  step TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('begun', 'done', 'failed')),
-  started_ms INTEGER NOT NULL,
-  finished_ms INTEGER,
-  detail TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS journal_by_apply ON journal(apply_id);
-CREATE TABLE IF NOT EXISTS payload(
-  container TEXT NOT NULL,
-  kind TEXT NOT NULL CHECK (kind IN ('source', 'file', 'step', 'service')),
-  name TEXT NOT NULL,
-  fingerprint TEXT NOT NULL,
-  revision TEXT NOT NULL DEFAULT '',
-  updated_at INTEGER NOT NULL,
-  PRIMARY KEY (container, kind, name));
-CREATE TABLE IF NOT EXISTS payload_status(
-  container TEXT PRIMARY KEY,
-  state TEXT NOT NULL CHECK (state IN ('running', 'ok', 'failed')),
-  item TEXT NOT NULL DEFAULT '',
-  message TEXT NOT NULL DEFAULT '',
-  updated_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS settings(
-  key TEXT PRIMARY KEY,
-  value TEXT NOT NULL);
-)SQL";
 
 int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -82,25 +38,8 @@ std::string_view to_string(Phase phase) {
 }
 
 Result<StateStore> StateStore::open(const std::string& path) {
-  auto db = sql::Database::open(path);
+  auto db = state_db::open(path);
   if (!db) return db.error();
-  auto version = db->prepare("PRAGMA user_version");
-  if (!version) return version.error();
-  auto row = version->step();
-  if (!row) return row.error();
-  int64_t v = version->integer(0);
-  if (v > kSchemaVersion) {
-    return fail("state database '" + path + "' has schema version " + std::to_string(v) +
-                ", newer than this farmhand understands (" + std::to_string(kSchemaVersion) + ")");
-  }
-  if (v == kSchemaVersion) return StateStore(std::move(*db));  // read-only commands write nothing
-  if (auto s = db->transaction([&]() -> Status {
-        if (auto e = db->exec(kSchema); !e) return e;
-        return db->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
-      });
-      !s) {
-    return s.error().context("migrating '" + path + "'");
-  }
   return StateStore(std::move(*db));
 }
 

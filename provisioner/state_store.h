@@ -65,7 +65,8 @@ struct PayloadStatus {
 
 class StateStore {
  public:
-  // Opens (creating) the database file at `path` and migrates the schema.
+  // Opens (creating) state.db at `path` through state_db::open, which owns
+  // the schema of its tables and migrates it.
   static Result<StateStore> open(const std::string& path);
 
   Result<std::vector<ContainerRecord>> containers();

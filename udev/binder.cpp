@@ -2,9 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -16,34 +14,14 @@
 #include <random>
 #include <sstream>
 
+#include "common/etc_files.h"
 #include "common/fs.h"
 
 namespace farmhand::udev {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = other.fd_;
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 // Container files are untrusted: /etc/group may be huge or a FIFO.
 constexpr size_t kMaxContainerFile = 16 * 1024 * 1024;
@@ -61,23 +39,6 @@ std::string random_suffix() {
   std::string s(8, 'x');
   for (auto& ch : s) ch = kAlphabet[rng() % (sizeof kAlphabet - 1)];
   return s;
-}
-
-// `absolute` ("/dev/bus/usb") resolved below root_fd as if it were "/":
-// no symlink, "..", or absolute link target can leave the container's tree.
-int open_in_root(int root_fd, const std::string& absolute, int flags) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  std::string rel = absolute;
-  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
-  if (rel.empty()) rel = ".";
-  for (;;) {
-    long fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how);
-    // openat2 asks for a retry when a rename raced the lookup.
-    if (fd < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    return static_cast<int>(fd);
-  }
 }
 
 Result<Fd> open_container_root(pid_t leader, const std::string& who) {
@@ -166,11 +127,11 @@ Result<gid_t> group_to_host(int root_fd, pid_t leader, const std::string& group,
                             const std::string& who) {
   auto text = read_container_file(root_fd, "/etc/group", who);
   if (!text) return text.error();
-  auto inside = find_group_gid(*text, group);
+  auto inside = etc::find_group(*text, group);
   if (!inside) return fail("group \"" + group + "\" does not exist in " + who);
-  auto host = map_through(leader, "gid_map", "gid", *inside, who);
+  auto host = map_through(leader, "gid_map", "gid", inside->gid, who);
   if (!host) {
-    return fail("group \"" + group + "\" (gid " + std::to_string(*inside) + ") of " + who +
+    return fail("group \"" + group + "\" (gid " + std::to_string(inside->gid) + ") of " + who +
                 " is not mapped to the host");
   }
   return static_cast<gid_t>(*host);
@@ -367,29 +328,6 @@ std::optional<unsigned> map_id(const std::string& map_text, unsigned inside) {
     const uint64_t mapped = outside + (inside - first);
     if (mapped > UINT_MAX) return std::nullopt;
     return static_cast<unsigned>(mapped);
-  }
-  return std::nullopt;
-}
-
-std::optional<gid_t> find_group_gid(const std::string& group_text, const std::string& group) {
-  std::istringstream lines(group_text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    // name:password:gid:members
-    const size_t c1 = line.find(':');
-    if (c1 == std::string::npos || line.compare(0, c1, group) != 0 || c1 != group.size()) continue;
-    const size_t c2 = line.find(':', c1 + 1);
-    if (c2 == std::string::npos) continue;
-    const size_t c3 = line.find(':', c2 + 1);
-    const std::string gid =
-        line.substr(c2 + 1, c3 == std::string::npos ? std::string::npos : c3 - c2 - 1);
-    if (gid.empty() || gid.size() > 10 ||
-        gid.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    const uint64_t value = std::stoull(gid);
-    if (value >= UINT_MAX) continue;  // (gid_t)-1 is "no group"
-    return static_cast<gid_t>(value);
   }
   return std::nullopt;
 }

@@ -78,10 +78,6 @@ Result<uid_t> container_uid_to_host(pid_t leader, uid_t inside);
 // Maps an id through a /proc/PID/[ug]id_map text ("inside outside count" lines).
 std::optional<unsigned> map_id(const std::string& map_text, unsigned inside);
 
-// The gid of `group` in an /etc/group text; std::nullopt if no well-formed
-// line names it.
-std::optional<gid_t> find_group_gid(const std::string& group_text, const std::string& group);
-
 // The path of the v1 "devices" cgroup in a /proc/PID/cgroup text
 // ("5:devices:/machine.slice/x"); std::nullopt without such a line.
 std::optional<std::string> devices_cgroup_path(const std::string& proc_cgroup_text);

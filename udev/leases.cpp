@@ -2,41 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/state_db.h"
+
 namespace farmhand::udev {
 
 namespace {
-
-// The lease table's columns, for the table and for its migration. A lease
-// is "attaching" from just before its grant until its node exists, and
-// "revoking" from just before its grant is revoked until grant and node are
-// gone: a lease always covers a grant, whenever the agent stops.
-constexpr const char* kLeaseColumns = R"sql(
-  syspath   TEXT PRIMARY KEY,
-  container TEXT NOT NULL,
-  rule      TEXT NOT NULL,
-  subsystem TEXT NOT NULL,
-  devnode   TEXT NOT NULL,
-  major     INTEGER NOT NULL,
-  minor     INTEGER NOT NULL,
-  links     TEXT NOT NULL,
-  grp       TEXT NOT NULL,
-  mode      INTEGER NOT NULL,
-  state     TEXT NOT NULL CHECK (state IN ('attached', 'pending', 'attaching', 'revoking')),
-  since_ms  INTEGER NOT NULL
-)sql";
-
-constexpr const char* kEventsTable = R"sql(
-CREATE TABLE IF NOT EXISTS device_events (
-  id         INTEGER PRIMARY KEY AUTOINCREMENT,
-  at_ms      INTEGER NOT NULL,
-  action     TEXT NOT NULL,
-  container  TEXT NOT NULL,
-  devnode    TEXT NOT NULL,
-  syspath    TEXT NOT NULL,
-  latency_us INTEGER NOT NULL,
-  detail     TEXT NOT NULL
-);
-)sql";
 
 // Events beyond this many are dropped, oldest first.
 constexpr int64_t kKeepEvents = 10000;
@@ -66,44 +36,11 @@ Lease read_lease(const sql::Statement& st) {
 constexpr const char* kColumns =
     "syspath, container, rule, subsystem, devnode, major, minor, links, grp, mode, state, since_ms";
 
-// The CREATE statement of a table as SQLite keeps it, empty if there is none.
-Result<std::string> table_sql(sql::Database& db, const std::string& table) {
-  auto st = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
-  if (!st) return st.error();
-  st->bind(1, table);
-  auto row = st->step();
-  if (!row) return row.error();
-  return *row ? st->text(0) : std::string();
-}
-
-// A state.db from before "attaching" and "revoking" has a lease table whose
-// CHECK refuses them. SQLite cannot alter a CHECK, so the table is rebuilt
-// with its rows, all in one transaction: an agent killed meanwhile finds
-// the old table intact and migrates again.
-Status migrate_lease_states(sql::Database& db) {
-  auto current = table_sql(db, "device_leases");
-  if (!current) return current.error();
-  if (current->empty() || current->find("'revoking'") != std::string::npos) return {};
-  return db.transaction([&]() -> Status {
-    // Another process (`farmhand devices`) may have migrated it meanwhile.
-    auto again = table_sql(db, "device_leases");
-    if (!again) return again.error();
-    if (again->find("'revoking'") != std::string::npos) return {};
-    const std::string columns = kColumns;
-    if (auto s = db.exec(std::string("CREATE TABLE device_leases_new (") + kLeaseColumns + ")"); !s) return s;
-    if (auto s = db.exec("INSERT INTO device_leases_new (" + columns + ") SELECT " + columns + " FROM device_leases");
-        !s) {
-      return s;
-    }
-    if (auto s = db.exec("DROP TABLE device_leases"); !s) return s;
-    return db.exec("ALTER TABLE device_leases_new RENAME TO device_leases");
-  });
-}
-
 }  // namespace
 
 Result<LeaseStore> LeaseStore::open(const std::string& db_path) {
-  auto db = sql::Database::open(db_path);
+  // The tables, device_leases and device_events, are state_db's.
+  auto db = state_db::open(db_path);
   if (!db) return db.error();
   // Each lease is written before its grant and removed after its revoke,
   // so an agent killed at any point finds what it had granted. That holds
@@ -113,12 +50,6 @@ Result<LeaseStore> LeaseStore::open(const std::string& db_path) {
   // /dev do not outlive a boot. So no fsync per lease, which made a
   // reconcile of many leases wait on the disk.
   if (auto s = db->exec("PRAGMA synchronous=NORMAL"); !s) return s.error();
-  if (auto s = migrate_lease_states(*db); !s) return s.error().context("migrating the device leases of " + db_path);
-  if (auto s = db->exec(std::string("CREATE TABLE IF NOT EXISTS device_leases (") + kLeaseColumns + ");" +
-                        kEventsTable);
-      !s) {
-    return s.error();
-  }
   return LeaseStore(std::move(*db));
 }
 

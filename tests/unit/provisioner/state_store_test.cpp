@@ -195,7 +195,7 @@ TEST_F(StateStoreTest, SchemaVersionIsRecorded) {
   auto st = store().db().prepare("PRAGMA user_version");
   ASSERT_TRUE(st.ok());
   ASSERT_TRUE(*st->step());
-  EXPECT_EQ(st->integer(0), 2);
+  EXPECT_EQ(st->integer(0), 5);
 }
 
 TEST_F(StateStoreTest, PayloadRecordsAreKeptPerContainerAndGoWithIt) {
@@ -256,13 +256,13 @@ TEST_F(StateStoreTest, SettingsAreUpserted) {
 }
 
 TEST_F(StateStoreTest, RefusesANewerSchema) {
-  ASSERT_TRUE(store().db().exec("PRAGMA user_version=3").ok());
+  ASSERT_TRUE(store().db().exec("PRAGMA user_version=6").ok());
   store_.reset();
   auto s = StateStore::open(path());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().message(), "state database '" + path() +
-                                     "' has schema version 3, newer than this farmhand "
-                                     "understands (2)");
+                                     "' has schema version 6, newer than this farmhand "
+                                     "understands (5)");
 }
 
 TEST(StateStoreOpen, UnopenablePathIsAnError) {

@@ -58,19 +58,6 @@ TEST(MapId, SeveralLinesAndUnmappedIds) {
   EXPECT_EQ(map_id("0 4294967290 100\n", 10), std::nullopt);  // past the top of the id space
 }
 
-TEST(FindGroupGid, ReadsTheGidOfTheNamedGroupOnly) {
-  const std::string group =
-      "root:x:0:\ndial:x:7:\ndialout:x:20:alice,bob\n+nis\nbroken:x:\nplugdev:x:abc:\n";
-  EXPECT_EQ(find_group_gid(group, "dialout"), 20u);
-  EXPECT_EQ(find_group_gid(group, "root"), 0u);
-  EXPECT_EQ(find_group_gid(group, "dial"), 7u);
-  EXPECT_EQ(find_group_gid(group, "dialou"), std::nullopt);
-  EXPECT_EQ(find_group_gid(group, "broken"), std::nullopt);
-  EXPECT_EQ(find_group_gid(group, "plugdev"), std::nullopt);
-  EXPECT_EQ(find_group_gid("nogroup:x:65534", "nogroup"), 65534u);  // no trailing ':' or newline
-  EXPECT_EQ(find_group_gid("bad:x:4294967295:\n", "bad"), std::nullopt);
-}
-
 TEST(DevicesCgroupPath, FindsTheDevicesHierarchy) {
   EXPECT_EQ(
       devices_cgroup_path("9:name=systemd:/machine.slice/a\n5:devices:/machine.slice/a\n0::/x\n"),
