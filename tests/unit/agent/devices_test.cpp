@@ -36,6 +36,7 @@ TEST(DeviceRules, EveryContainerInOrderWithEachRulesPlace) {
 
   udev::Device d;
   d.subsystem = "tty";
+  d.devnode = "/dev/ttyUSB0";
   d.properties = {{"ID_VENDOR_ID", "0403"}, {"ID_MODEL_ID", "6001"}, {"ID_SERIAL_SHORT", "Z9"}};
   auto m = udev::match_device(rules, d);
   ASSERT_TRUE(m);
