@@ -418,8 +418,9 @@ int cmd_devices(const Invocation& inv) {
     return std::string(buf);
   };
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  const udev::DeviceRuleSet rules = device_rules(*config);
   for (const auto& d : *present) {
-    auto match = match_device(*config, d);
+    auto match = udev::match_device(rules, d);
     auto lease = leases.find(d.syspath);
     // Only devices that matter here: USB ones, or any a rule or lease names.
     if (!match && lease == leases.end() && d.property("ID_VENDOR_ID").empty()) continue;
@@ -435,7 +436,7 @@ int cmd_devices(const Invocation& inv) {
                                   {"container", match ? match->container : ""}};
     if (lease != leases.end()) {
       row["container"] = lease->second.container;
-      row["state"] = lease->second.state;
+      row["state"] = std::string(udev::to_string(lease->second.state));
       row["since"] = since(lease->second.since_ms);
       leases.erase(lease);
     } else {
@@ -458,7 +459,7 @@ int cmd_devices(const Invocation& inv) {
                                          {"by_id", udev::by_id_names(gone)},
                                          {"rule", l.rule},
                                          {"container", l.container},
-                                         {"state", l.state},
+                                         {"state", std::string(udev::to_string(l.state))},
                                          {"since", since(l.since_ms)},
                                          {"present", false}});
   }

@@ -266,16 +266,18 @@ std::unique_ptr<PeriodicWatch> service_watch(const Invocation& inv, provisioner:
 // Everything the device side of the agent needs, rebuilt on reload.
 struct DeviceSide {
   provisioner::AgentConfig config;
+  udev::DeviceRuleSet rules;  // from config, read by the manager
   std::optional<udev::LeaseStore> leases;
   std::unique_ptr<udev::DeviceAccess> access;
   std::unique_ptr<ContainerLocator> locator;
-  std::unique_ptr<DeviceManager> manager;
+  std::unique_ptr<udev::DeviceManager> manager;
 };
 
 std::unique_ptr<DeviceSide> make_device_side(const Invocation& inv, provisioner::AgentConfig config,
                                              SystemdControl* systemd) {
   auto side = std::make_unique<DeviceSide>();
   side->config = std::move(config);
+  side->rules = device_rules(side->config);
   const HostRoot root(inv.root);
   const fs::path state = root.map(side->config.paths.state);
   if (auto s = make_dirs(state, 0700); !s) {
@@ -295,8 +297,8 @@ std::unique_ptr<DeviceSide> make_device_side(const Invocation& inv, provisioner:
   }
   side->locator = std::make_unique<ContainerLocator>(root, systemd);
   ContainerLocator* locator = side->locator.get();
-  side->manager = std::make_unique<DeviceManager>(side->config, *side->leases, *side->access,
-                                                  [locator](const std::string& n) { return locator->leader(n); });
+  side->manager = std::make_unique<udev::DeviceManager>(side->rules, *side->leases, *side->access,
+                                                        [locator](const std::string& n) { return locator->leader(n); });
   return side;
 }
 
@@ -429,19 +431,24 @@ int cmd_daemon(const Invocation& inv) {
       }
     }
   }
-  auto device_event = [&](const std::string& action, const udev::Lease& lease, const std::string& detail) {
+  auto device_event = [&](udev::DeviceAction action, const udev::Lease& lease, const std::string& detail) {
     if (!report) return;
     const std::string id = device_id(lease);
-    if (action == "attach") {
-      report->emit("device_attached", lease.container, id, lease.devnode + " attached to " + lease.container);
-    } else if (action == "detach") {
-      report->emit("device_detached", lease.container, id,
-                   lease.devnode + " detached from " + lease.container + (detail.empty() ? "" : " (" + detail + ")"));
-    } else if (action == "pending") {
-      report->emit("device_pending", lease.container, id,
-                   lease.devnode + " waits for " + lease.container + " to run");
-    } else {
-      report->emit("error", lease.container, id, lease.devnode + ": " + detail);
+    switch (action) {
+      case udev::DeviceAction::kAttach:
+        report->emit("device_attached", lease.container, id, lease.devnode + " attached to " + lease.container);
+        break;
+      case udev::DeviceAction::kDetach:
+        report->emit("device_detached", lease.container, id,
+                     lease.devnode + " detached from " + lease.container + (detail.empty() ? "" : " (" + detail + ")"));
+        break;
+      case udev::DeviceAction::kPending:
+        report->emit("device_pending", lease.container, id,
+                     lease.devnode + " waits for " + lease.container + " to run");
+        break;
+      case udev::DeviceAction::kError:
+        report->emit("error", lease.container, id, lease.devnode + ": " + detail);
+        break;
     }
     report->inventory_changed();
   };
@@ -468,7 +475,7 @@ int cmd_daemon(const Invocation& inv) {
       auto leases = devices->leases->all();
       size_t attached = 0;
       if (leases) {
-        for (const auto& l : *leases) attached += l.state == "attached" ? 1 : 0;
+        for (const auto& l : *leases) attached += l.state == udev::LeaseState::kAttached ? 1 : 0;
       }
       log::notice("devices: reconciled ", leases ? leases->size() : 0, " lease(s), ", attached, " attached, with ",
                   present->size(), " device(s) present in ", static_cast<double>(us / 100) / 10.0, " ms");

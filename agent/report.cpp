@@ -117,14 +117,6 @@ nlohmann::json host_facts(const HostRoot& root, const provisioner::NetworkChoice
           {"firewall", std::string(provisioner::to_string(network.firewall))}};
 }
 
-std::string device_id(const udev::Lease& lease) {
-  for (const auto& link : lease.links) {
-    if (link.rfind("/dev/serial/by-id/", 0) == 0) return link.substr(18);
-  }
-  const size_t slash = lease.devnode.rfind('/');
-  return slash == std::string::npos ? lease.devnode : lease.devnode.substr(slash + 1);
-}
-
 // A container's state on the wire (docs/protocol.md): running, stopped,
 // failed, or unknown while it is planned, created or destroyed.
 static std::string wire_state(const provisioner::ContainerStatus& c, const InventoryInput& in) {
@@ -171,14 +163,12 @@ nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
   }
   nlohmann::json devices = nlohmann::json::array();
   for (const auto& l : in.leases) {
-    // The lease's own state (state.db's CHECK allows only these); anything
-    // else would get the whole inventory refused, so it reads as pending.
-    const bool known =
-        l.state == "attached" || l.state == "pending" || l.state == "attaching" || l.state == "revoking";
+    // The lease's own state, by its name in state.db and on the wire (a
+    // state.db row in no known state reads as pending: udev/leases.cpp).
     nlohmann::json row = {{"id", device_id(l)},
                           {"node", l.devnode},
                           {"container", l.container},
-                          {"state", known ? l.state : "pending"}};
+                          {"state", std::string(udev::to_string(l.state))}};
     if (l.since_ms > 0) row["since"] = l.since_ms;
     devices.push_back(std::move(row));
   }

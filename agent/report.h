@@ -20,6 +20,7 @@
 #include "common/result.h"
 #include "provisioner/net_health.h"
 #include "provisioner/provisioner.h"
+#include "udev/device_manager.h"
 #include "udev/leases.h"
 
 namespace farmhand::agent {
@@ -35,9 +36,9 @@ Result<protocol::Heartbeat> read_heartbeat(const HostRoot& root, const std::stri
 // hostname, os, kernel, arch, farmhand_version, network_backend, firewall.
 nlohmann::json host_facts(const HostRoot& root, const provisioner::NetworkChoice& network);
 
-// The name a device goes by on the dashboard and in `detach` commands: its
-// /dev/serial/by-id name when it has one, else its node's name.
-std::string device_id(const udev::Lease& lease);
+// The name a device goes by on the dashboard and in `detach` commands
+// (udev/device_manager.h, where the manager finds a device by it).
+using udev::device_id;
 
 struct InventoryInput {
   nlohmann::json host;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "udev/device.h"
 
 namespace farmhand::udev {
 
@@ -28,17 +29,6 @@ namespace farmhand::udev {
 struct ContainerRuntime {
   std::string name;
   pid_t leader = 0;  // host pid of its init
-};
-
-// What to hand over.
-struct NodeSpec {
-  std::string devnode;             // host path, "/dev/ttyUSB0"; the same path inside
-  bool block = false;              // char device unless set
-  unsigned major = 0;
-  unsigned minor = 0;
-  std::string group = "dialout";   // resolved in the container's /etc/group
-  unsigned mode = 0660;
-  std::vector<std::string> links;  // host symlink paths to recreate inside, e.g. "/dev/serial/by-id/usb-x"
 };
 
 // The device cgroup side: allow and revoke one device for one container.

@@ -30,4 +30,16 @@ struct Device {
   }
 };
 
+// What to hand over: one device node, and the names it is reached by.
+struct NodeSpec {
+  std::string devnode;             // host path, "/dev/ttyUSB0"; the same path inside
+  bool block = false;              // char device unless set
+  unsigned major = 0;
+  unsigned minor = 0;
+  std::string group = "dialout";   // resolved in the container's /etc/group
+  unsigned mode = 0660;
+  std::vector<std::string> links;  // host symlink paths to recreate inside, e.g. "/dev/serial/by-id/usb-x"
+  bool operator==(const NodeSpec&) const = default;
+};
+
 }  // namespace farmhand::udev

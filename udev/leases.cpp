@@ -28,7 +28,8 @@ Lease read_lease(const sql::Statement& st) {
   }
   l.group = st.text(8);
   l.mode = static_cast<unsigned>(st.integer(9));
-  l.state = st.text(10);
+  // The table's CHECK lets in only the states there are.
+  l.state = lease_state_from_string(st.text(10)).value_or(LeaseState::kPending);
   l.since_ms = st.integer(11);
   return l;
 }
@@ -90,7 +91,7 @@ Status LeaseStore::put(const Lease& l) {
       .bind(8, nlohmann::json(l.links).dump())
       .bind(9, l.group)
       .bind(10, int64_t{l.mode})
-      .bind(11, l.state)
+      .bind(11, to_string(l.state))
       .bind(12, l.since_ms);
   return st->run();
 }
@@ -107,7 +108,7 @@ Status LeaseStore::add_event(const DeviceEvent& e) {
       "INSERT INTO device_events (at_ms, action, container, devnode, syspath, latency_us, detail) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!st) return st.error();
-  st->bind(1, e.at_ms).bind(2, e.action).bind(3, e.container).bind(4, e.devnode).bind(5, e.syspath);
+  st->bind(1, e.at_ms).bind(2, to_string(e.action)).bind(3, e.container).bind(4, e.devnode).bind(5, e.syspath);
   st->bind(6, e.latency_us).bind(7, e.detail);
   if (auto s = st->run(); !s) return s;
   const int64_t id = db_.last_insert_rowid();
@@ -133,7 +134,7 @@ Result<std::vector<DeviceEvent>> LeaseStore::events(int limit) {
     if (!*row) break;
     DeviceEvent e;
     e.at_ms = st->integer(0);
-    e.action = st->text(1);
+    e.action = device_action_from_string(st->text(1)).value_or(DeviceAction::kError);
     e.container = st->text(2);
     e.devnode = st->text(3);
     e.syspath = st->text(4);

@@ -53,7 +53,7 @@ TEST(Inventory, MapsStatesHealthAndLeasesIntoAValidFrame) {
   l.devnode = "/dev/ttyUSB0";
   l.links = {"/dev/serial/by-path/x", "/dev/serial/by-id/usb-FTDI_A1-if00-port0"};
   l.container = "a";
-  l.state = "pending";
+  l.state = udev::LeaseState::kPending;
   l.since_ms = 7;
   in.leases = {l};
   const auto body = inventory_body(in, 99);
@@ -84,7 +84,7 @@ TEST(Inventory, SendsEachLeaseStateAsItIs) {
     udev::Lease l;
     l.devnode = std::string("/dev/ttyUSB") + std::to_string(in.leases.size());
     l.container = "a";
-    l.state = state;
+    l.state = *udev::lease_state_from_string(state);
     in.leases.push_back(l);
   }
   const auto body = inventory_body(in, 99);
