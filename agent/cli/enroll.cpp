@@ -1,4 +1,4 @@
-#include "agent/enroll.h"
+#include "agent/cli/enroll.h"
 
 #include "agent/credential.h"
 #include "agent/enroll_exchange.h"
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/commands.h"
+#include "agent/cli/commands.h"
 #include "agent/progress.h"
 #include "agent/service_unit.h"
 #include "agent/wiring.h"
