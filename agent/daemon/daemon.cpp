@@ -15,6 +15,14 @@
 
 namespace farmhand::agent {
 
+// Everything the device side of the agent needs, rebuilt on reload.
+struct Daemon::DeviceSide {
+  provisioner::AgentConfig config;
+  std::optional<udev::LeaseStore> leases;
+  std::unique_ptr<udev::DeviceAccess> access;
+  std::unique_ptr<DeviceManager> manager;
+};
+
 Daemon::Daemon(Deps deps)
     : deps_(std::move(deps)),
       loop_(*deps_.loop),
@@ -145,15 +153,8 @@ void Daemon::container_stopped(const std::string& name) {
   if (report_) report_->container_stopped(name);
 }
 
-// ---- The device side: the leases, the device manager and what it records.
-
-// Everything the device side of the agent needs, rebuilt on reload.
-struct Daemon::DeviceSide {
-  provisioner::AgentConfig config;
-  std::optional<udev::LeaseStore> leases;
-  std::unique_ptr<udev::DeviceAccess> access;
-  std::unique_ptr<DeviceManager> manager;
-};
+// ---- The device side: the leases, the device manager and what it records
+// (Daemon::DeviceSide, above).
 
 void Daemon::start_devices(provisioner::AgentConfig config) {
   if (device_retry_) loop_.cancel(*device_retry_);
@@ -233,6 +234,13 @@ void Daemon::on_udev() {
     if (devices_) devices_->manager->handle(d, arrived);
   }
   arm_device_retry();
+}
+
+Result<std::string> Daemon::detach_device(const std::string& id) {
+  if (!devices_) return fail("devices are not watched on this host");
+  auto done = devices_->manager->detach_device(id);
+  arm_device_retry();
+  return done;
 }
 
 // A failed attach or revoke is retried on a timer, on this thread like the

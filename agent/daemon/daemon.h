@@ -133,6 +133,8 @@ class Daemon {
   void start_devices(provisioner::AgentConfig config);
   void start_watches(const provisioner::AgentConfig& config);
   void arm_device_retry();
+  // An admin's detach of a device (by its dashboard id or its node).
+  Result<std::string> detach_device(const std::string& id);
   void schedule_config_fetch();
   Status watch(int fd, std::function<void()> fn, const char* what);
   std::optional<pid_t> leader(const std::string& name) const;

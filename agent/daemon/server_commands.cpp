@@ -46,12 +46,7 @@ void Daemon::on_command(const protocol::Command& c) {
   log::notice("server command ", c.id, ": ", what);
   if (!report_) return;
   if (c.action == "detach") {
-    if (!devices_) {
-      report_->finish_command(c, fail("devices are not watched on this host"), "");
-      return;
-    }
-    auto done = devices_->manager->detach_device(*c.device);
-    arm_device_retry();
+    auto done = detach_device(*c.device);
     report_->finish_command(c, done ? Status{} : Status(done.error()), done ? *done : "");
     report_->inventory_changed();
     return;

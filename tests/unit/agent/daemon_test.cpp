@@ -3,6 +3,7 @@
 // server on the test's own event loop that records what the agent says.
 #include "agent/daemon/daemon.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -176,6 +177,14 @@ class DaemonTest : public ::testing::Test {
   bool wait_for_event(const std::string& prefix, size_t n = 1) {
     return test::run_until(*loop_, [&] { return count_events(prefix) >= n; });
   }
+  // The unit restarts the worker's systemd was asked for.
+  std::vector<std::string> restarts() const {
+    std::vector<std::string> out;
+    for (const auto& call : worker_systemd_->calls()) {
+      if (call.rfind("restart ", 0) == 0) out.push_back(call);
+    }
+    return out;
+  }
   std::optional<nlohmann::json> result_of(const std::string& id) const {
     for (const auto& f : server_->frames()) {
       if (f.value("type", "") == "command_result" && f.value("id", "") == id) return f;
@@ -197,7 +206,7 @@ class DaemonTest : public ::testing::Test {
 TEST_F(DaemonTest, ReconcileLoadsTheConfigOnceAndAppliesIt) {
   start("[]", false);
   ASSERT_TRUE(wait_for_event("apply -: reconciled at start: ")) << ::testing::PrintToString(events());
-  EXPECT_EQ(loads_, 1);
+  EXPECT_EQ(loads_.load(), 1);
   EXPECT_EQ(count_events("agent_started -: farmhand agent started"), 1u);
 
   // A reload reconciles again, with the configuration loaded once more
@@ -205,7 +214,7 @@ TEST_F(DaemonTest, ReconcileLoadsTheConfigOnceAndAppliesIt) {
   loads_ = 0;
   daemon_->on_signal(SIGHUP);
   ASSERT_TRUE(wait_for_event("apply -: reconciled on reload: ")) << ::testing::PrintToString(events());
-  EXPECT_EQ(loads_, 1);
+  EXPECT_EQ(loads_.load(), 1);
   EXPECT_EQ(count_events("apply -: reconciled at start: 0 of 0 container networks healthy"), 1u);
   EXPECT_EQ(count_events("apply -: reconciled on reload: 0 of 0 container networks healthy"), 1u);
 }
@@ -215,7 +224,7 @@ TEST_F(DaemonTest, ReconcileAppliesTheConfiguredContainers) {
   // failed step is the evidence that it ran, once.
   start(R"([{"name": "fw", "distro": "debian", "release": "bookworm"}])", false);
   ASSERT_TRUE(wait_for_event("apply -: reconciled at start: ")) << ::testing::PrintToString(events());
-  EXPECT_EQ(loads_, 1);
+  EXPECT_EQ(loads_.load(), 1);
   EXPECT_EQ(count_events("step_failed fw: "), 1u) << ::testing::PrintToString(events());
   EXPECT_EQ(count_events("apply -: reconciled at start: 0 of 0 container networks healthy; 1 step(s) failed"), 1u)
       << ::testing::PrintToString(events());
@@ -234,7 +243,7 @@ TEST_F(DaemonTest, ServerApplyCommandIsCarriedOutAndAnswered) {
   ASSERT_TRUE(wait_for_event("command -: apply: applied: 0 container(s) changed"))
       << ::testing::PrintToString(events());
   // What depends on the configuration follows it after an apply.
-  EXPECT_EQ(loads_, 1);
+  EXPECT_EQ(loads_.load(), 1);
 }
 
 TEST_F(DaemonTest, ServerRestartCommandGoesToSystemd) {
@@ -248,7 +257,7 @@ TEST_F(DaemonTest, ServerRestartCommandGoesToSystemd) {
   EXPECT_EQ(result_of("c-2")->value("message", ""), "no container named \"fw\" is managed by farmhand");
   ASSERT_TRUE(wait_for_event("error fw: restart: failed: no container named")) << ::testing::PrintToString(events());
   ASSERT_NE(worker_systemd_, nullptr);
-  EXPECT_TRUE(worker_systemd_->calls().empty());
+  EXPECT_TRUE(restarts().empty());
 
   // Once it is made (as an apply would record it), systemd restarts it.
   {
@@ -268,7 +277,7 @@ TEST_F(DaemonTest, ServerRestartCommandGoesToSystemd) {
       << ::testing::PrintToString(events());
   EXPECT_TRUE(result_of("c-3")->value("ok", false)) << result_of("c-3")->dump();
   EXPECT_EQ(result_of("c-3")->value("message", ""), "fw restarted");
-  EXPECT_EQ(worker_systemd_->calls(), std::vector<std::string>{"restart systemd-nspawn@fw.service"});
+  EXPECT_EQ(restarts(), std::vector<std::string>{"restart systemd-nspawn@fw.service"});
   ASSERT_TRUE(wait_for_event("command fw: restart: fw restarted")) << ::testing::PrintToString(events());
 }
 
@@ -287,18 +296,23 @@ TEST_F(DaemonTest, ContainerExitIsNoticed) {
   ASSERT_TRUE(wait_for_event("container_stopped fw: fw stopped")) << ::testing::PrintToString(events());
 }
 
-// Sends `text` to the datagram socket at `path` (with this process's
-// credentials, which the kernel attaches).
-bool send_notice(const std::string& path, const std::string& text) {
+// Sends `text` to the datagram socket at `path` with this process's
+// credentials (the kernel attaches them). Only system calls: safe in a
+// child forked from a process with threads.
+bool send_notice(const sockaddr_un& addr, const std::string& text) {
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
+  const bool sent = ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<const sockaddr*>(&addr),
+                             sizeof addr) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  return sent;
+}
+
+sockaddr_un socket_address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool sent = ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr) ==
-                    static_cast<ssize_t>(text.size());
-  ::close(fd);
-  return sent;
+  return addr;
 }
 
 TEST(NspawnNotify, LeaderNoticesCarryTheSendersPid) {
@@ -311,10 +325,10 @@ TEST(NspawnNotify, LeaderNoticesCarryTheSendersPid) {
   ASSERT_EQ(::send(sv[1], other.data(), other.size(), 0), static_cast<ssize_t>(other.size()));
   ASSERT_EQ(::send(sv[1], notice.data(), notice.size(), 0), static_cast<ssize_t>(notice.size()));
   // From a child: another pid, whatever the text says.
+  const std::string forged = "X_NSPAWN_LEADER_PID=" + std::to_string(::getpid());
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    const std::string forged = "X_NSPAWN_LEADER_PID=" + std::to_string(::getppid());
     ::_exit(::send(sv[1], forged.data(), forged.size(), 0) == static_cast<ssize_t>(forged.size()) ? 0 : 1);
   }
   int status = 0;
@@ -331,16 +345,17 @@ TEST_F(DaemonTest, NoticeFromAPidNoRunRecordNamesIsRefused) {
   ASSERT_TRUE(record_running(HostRoot(dir_.path().string()), "fw"));
   start(R"([{"name": "fw", "distro": "debian", "release": "bookworm"}])", false);
   ASSERT_TRUE(wait_for_event("agent_started"));
-  const std::string socket = HostRoot(dir_.path().string()).map(kNotifySocket).string();
+  const sockaddr_un socket = socket_address(HostRoot(dir_.path().string()).map(kNotifySocket).string());
+  const std::string notice = "X_NSPAWN_LEADER_PID=1";
   // First a child (a pid no run record names) says it is fw's nspawn...
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
-  if (child == 0) ::_exit(send_notice(socket, "X_NSPAWN_LEADER_PID=1") ? 0 : 1);
+  if (child == 0) ::_exit(send_notice(socket, notice) ? 0 : 1);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   // ...then fw's recorded nspawn does: only that one counts.
-  ASSERT_TRUE(send_notice(socket, "X_NSPAWN_LEADER_PID=1"));
+  ASSERT_TRUE(send_notice(socket, notice));
   ASSERT_TRUE(wait_for_event("container_started fw: fw started")) << ::testing::PrintToString(events());
   EXPECT_EQ(count_events("container_started"), 1u) << ::testing::PrintToString(events());
 }
