@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "provisioner/config_repo.h"
+#include "provisioner/git.h"
 #include "provisioner/provisioner.h"
 #include "udev/leases.h"
 #include "udev/rule.h"

@@ -142,7 +142,7 @@ void Daemon::run_command(const protocol::Command& c, provisioner::AgentConfig co
     // The command changed the configuration's world: what depends on it
     // follows the configuration now in force.
     if (changes_config(c)) {
-      if (auto config = deps_.load_config(nullptr)) follow_config(*config);
+      if (auto in_force = deps_.load_config(nullptr)) follow_config(*in_force);
     }
   });
 }

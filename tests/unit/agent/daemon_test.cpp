@@ -192,7 +192,7 @@ class DaemonTest : public ::testing::Test {
     return std::nullopt;
   }
 
-  test::TempDir dir_;
+  farmhand::test::TempDir dir_;
   FakeClock clock_;
   ScriptedRunner runner_;
   FakeSystemd* worker_systemd_ = nullptr;
@@ -261,7 +261,9 @@ TEST_F(DaemonTest, ServerRestartCommandGoesToSystemd) {
 
   // Once it is made (as an apply would record it), systemd restarts it.
   {
-    auto config = load_config(Invocation{"", dir_.path().string()});
+    Invocation inv;
+    inv.root = dir_.path().string();
+    auto config = load_config(inv);
     ASSERT_TRUE(config);
     auto state = provisioner::StateStore::open(
         HostRoot(dir_.path().string()).map(config->paths.state + "/state.db").string());
