@@ -7,6 +7,8 @@
 #include <charconv>
 #include <sstream>
 
+#include "agent/container_row.h"
+
 namespace farmhand::agent {
 
 namespace {
@@ -117,49 +119,14 @@ nlohmann::json host_facts(const HostRoot& root, const provisioner::NetworkChoice
           {"firewall", std::string(provisioner::to_string(network.firewall))}};
 }
 
-// A container's state on the wire (docs/protocol.md): running, stopped,
-// failed, or unknown while it is planned, created or destroyed.
-static std::string wire_state(const provisioner::ContainerStatus& c, const InventoryInput& in) {
-  using provisioner::ContainerState;
-  switch (c.state) {
-    case ContainerState::kRunning: return "running";
-    case ContainerState::kStopped: return "stopped";
-    case ContainerState::kReady: return in.running && in.running(c.name) ? "running" : "stopped";
-    case ContainerState::kMissing: return "failed";
-    case ContainerState::kPlanned:
-    case ContainerState::kCreating:
-    case ContainerState::kDestroying: break;
-  }
-  return "unknown";
-}
-
 nlohmann::json inventory_body(const InventoryInput& in, int64_t now_ms) {
   nlohmann::json containers = nlohmann::json::array();
   for (const auto& c : in.containers) {
-    const std::string state = wire_state(c, in);
-    std::string network = "unknown";
-    std::string reason;
-    if (auto h = in.health.find(c.name); h != in.health.end() && state == "running") {
-      network = h->second.healthy ? "healthy" : "unhealthy";
-      reason = h->second.reason;
-    }
-    nlohmann::json row = {{"name", c.name},     {"distro", c.distro},   {"release", c.release},
-                          {"state", state},     {"address", c.address}, {"network", network},
-                          {"network_reason", reason}};
-    if (auto s = in.started_ms.find(c.name); s != in.started_ms.end() && state == "running") row["since"] = s->second;
-    if (!c.sources.empty()) {
-      row["sources"] = nlohmann::json::array();
-      for (const auto& src : c.sources) row["sources"].push_back({{"name", src.name}, {"commit", src.commit}});
-    }
-    if (c.payload) {
-      std::string message = provisioner::last_line(c.payload->message);
-      if (message.size() > 512) message.resize(512);
-      while (!message.empty() && (static_cast<unsigned char>(message.back()) & 0xC0) == 0x80) message.pop_back();
-      if (!message.empty() && static_cast<unsigned char>(message.back()) >= 0xC0) message.pop_back();
-      row["payload"] = {{"state", c.payload->state}, {"item", c.payload->item}, {"message", message}};
-      if (c.payload->time_ms > 0) row["payload"]["time"] = c.payload->time_ms;
-    }
-    containers.push_back(std::move(row));
+    const std::string state = dashboard_state(c, in.running);
+    auto h = in.health.find(c.name);
+    auto s = in.started_ms.find(c.name);
+    containers.push_back(inventory_row(c, state, h != in.health.end() ? &h->second : nullptr,
+                                       s != in.started_ms.end() ? std::optional<int64_t>(s->second) : std::nullopt));
   }
   nlohmann::json devices = nlohmann::json::array();
   for (const auto& l : in.leases) {

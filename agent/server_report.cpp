@@ -6,9 +6,7 @@
 #include <sstream>
 
 #include "agent/credential.h"
-#include "agent/progress.h"
 #include "agent/report.h"
-#include "agent/wiring.h"
 #include "common/log.h"
 
 namespace farmhand::agent {
@@ -16,11 +14,6 @@ namespace farmhand::agent {
 namespace {
 
 constexpr std::chrono::milliseconds kInventoryDebounce{250};
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // When process `pid` started, from its start time in clock ticks after boot.
 std::optional<int64_t> process_start_ms(const HostRoot& root, pid_t pid) {
@@ -53,75 +46,12 @@ std::optional<int64_t> process_start_ms(const HostRoot& root, pid_t pid) {
   return btime * 1000 + ticks * 1000 / hz;
 }
 
-// Collects an apply's failures for a command's answer, and passes where it
-// is (a step starting, a heartbeat) to `on_progress`; prints nothing.
-class QuietProgress final : public provisioner::ApplyReporter {
- public:
-  void step_started(const std::string& container, const std::string& step) override {
-    step_ = step;
-    if (on_progress) on_progress(container, step, "");
-  }
-  void step_output(const std::string&, std::string_view) override {}
-  void step_heartbeat(const std::string& container, std::string_view text) override {
-    if (on_progress) on_progress(container, step_, std::string(text));
-  }
-  std::function<void(const std::string& container, const std::string& step, const std::string& text)> on_progress;
-  void step_finished(const std::string& container, const std::string& step, std::chrono::milliseconds,
-                     const Status& result) override {
-    if (!result) failures += container + ": " + step + ": " + result.error().message() + "; ";
-  }
-  std::string failures;
-
- private:
-  std::string step_;
-};
-
 }  // namespace
 
-Worker::Worker() {
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (stop_) return;
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      running_ = true;
-      lock.unlock();
-      job();
-      lock.lock();
-      running_ = false;
-    }
-  });
-}
-
-Worker::~Worker() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-    jobs_.clear();
-  }
-  cv_.notify_all();
-  thread_.join();
-}
-
-void Worker::enqueue(std::function<void()> job) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    jobs_.push_back(std::move(job));
-  }
-  cv_.notify_all();
-}
-
-bool Worker::busy() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return running_ || !jobs_.empty();
-}
-
-ServerReport::ServerReport(EventLoop& loop, Worker& worker, const Invocation& inv, provisioner::AgentConfig config,
-                           SystemdControl* systemd, Hooks hooks)
+ServerReport::ServerReport(EventLoop& loop, const Clock& clock, const Invocation& inv,
+                           provisioner::AgentConfig config, SystemdControl* systemd, Hooks hooks)
     : loop_(loop),
-      worker_(worker),
+      clock_(clock),
       inv_(inv),
       config_(std::move(config)),
       systemd_(systemd),
@@ -129,11 +59,10 @@ ServerReport::ServerReport(EventLoop& loop, Worker& worker, const Invocation& in
       locator_(HostRoot(inv.root), systemd) {}
 
 ServerReport::~ServerReport() {
-  *alive_ = false;
   if (inventory_timer_ != 0) loop_.cancel(inventory_timer_);
 }
 
-Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Worker& worker, const Invocation& inv,
+Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, const Clock& clock, const Invocation& inv,
                                                            const provisioner::AgentConfig& config,
                                                            SystemdControl* systemd, Hooks hooks) {
   if (!config.server) return std::unique_ptr<ServerReport>();
@@ -151,7 +80,7 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Work
   if (auto s = make_dirs(root.map(config.paths.state), 0700); !s) return s.error();
   auto outbox = SqliteOutbox::open(root.map(config.paths.state + "/state.db").string());
   if (!outbox) return outbox.error();
-  std::unique_ptr<ServerReport> report(new ServerReport(loop, worker, inv, config, systemd, std::move(hooks)));
+  std::unique_ptr<ServerReport> report(new ServerReport(loop, clock, inv, config, systemd, std::move(hooks)));
   report->outbox_ = std::move(*outbox);
   ServerReport* self = report.get();
   LinkOptions options;
@@ -163,14 +92,16 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Work
   LinkCallbacks callbacks;
   callbacks.inventory = [self] { return self->inventory(); };
   callbacks.heartbeat = [self] {
-    auto hb = read_heartbeat(HostRoot(self->inv_.root), self->config_.paths.machines, wall_ms());
+    auto hb = read_heartbeat(HostRoot(self->inv_.root), self->config_.paths.machines, self->clock_.wall_ms());
     if (hb) return *hb;
     log::warning("heartbeat: ", hb.error().message());
     protocol::Heartbeat empty;
-    empty.time = wall_ms();
+    empty.time = self->clock_.wall_ms();
     return empty;
   };
-  callbacks.on_command = [self](const protocol::Command& c) { self->run_command(c); };
+  callbacks.on_command = [self](const protocol::Command& c) {
+    if (self->hooks_.command) self->hooks_.command(c);
+  };
   auto link = AgentLink::create(loop, *report->outbox_, std::move(options), std::move(callbacks));
   if (!link) return link.error();
   report->link_ = std::move(*link);
@@ -181,7 +112,7 @@ Result<std::unique_ptr<ServerReport>> ServerReport::create(EventLoop& loop, Work
 void ServerReport::emit(const std::string& kind, const std::optional<std::string>& container,
                         const std::optional<std::string>& device, const std::string& message) {
   protocol::Event e;
-  e.time = wall_ms();
+  e.time = clock_.wall_ms();
   e.kind = kind;
   e.container = container;
   e.device = device;
@@ -228,23 +159,22 @@ void ServerReport::set_health(std::map<std::string, provisioner::NetworkHealth> 
 
 nlohmann::json ServerReport::inventory() {
   InventoryInput in;
-  auto wired = wire(inv_, config_);
-  if (wired) {
-    in.host = host_facts(HostRoot(inv_.root), (*wired)->provisioner->network_choice());
+  // The daemon's loop-side Provisioner, kept for the configuration in force:
+  // no new one, and no new D-Bus connection, per inventory.
+  if (provisioner::Provisioner* p = hooks_.containers ? hooks_.containers() : nullptr) {
+    in.host = host_facts(HostRoot(inv_.root), p->network_choice());
     if (!config_commit_.empty()) in.host["config_commit"] = config_commit_;
     // What the dashboard may offer: starting and stopping containers needs
     // systemd (without it they run from `farmhand run`, in the foreground).
-    in.host["actions"] = (*wired)->systemd != nullptr
+    in.host["actions"] = systemd_ != nullptr
                              ? nlohmann::json::array(
                                    {"apply", "reprovision", "detach", "rebuild", "start", "stop", "restart"})
                              : nlohmann::json::array({"apply", "reprovision", "detach", "rebuild"});
-    if (auto rows = (*wired)->provisioner->status(); rows) {
+    if (auto rows = p->status(); rows) {
       in.containers = std::move(*rows);
     } else {
       log::warning("inventory: ", rows.error().message());
     }
-  } else {
-    log::warning("inventory: ", wired.error().message());
   }
   in.running = [this](const std::string& name) { return locator_.leader(name).has_value(); };
   for (const auto& c : in.containers) {
@@ -256,89 +186,7 @@ nlohmann::json ServerReport::inventory() {
   in.health = health_;
   in.started_ms = started_ms_;
   if (hooks_.leases) in.leases = hooks_.leases();
-  return inventory_body(in, wall_ms());
-}
-
-void ServerReport::run_command(const protocol::Command& c) {
-  const std::string what = c.action + (c.container ? " " + *c.container : "") + (c.device ? " " + *c.device : "");
-  log::notice("server command ", c.id, ": ", what);
-  if (c.action == "detach") {
-    if (!hooks_.detach) {
-      finish_command(c, fail("devices are not watched on this host"), "");
-      return;
-    }
-    auto done = hooks_.detach(*c.device);
-    finish_command(c, done ? Status{} : Status(done.error()), done ? *done : "");
-    inventory_changed();
-    return;
-  }
-  const Invocation inv = inv_;
-  const provisioner::AgentConfig config = config_;
-  EventLoop& loop = loop_;
-  worker_.enqueue([this, &loop, alive = alive_, c, inv, config] {
-    Status result;
-    std::string done;
-    // An apply follows the config repository: fetched first, so the server
-    // can roll a reviewed change out now rather than at the next timer.
-    std::optional<ConfigSync> synced;
-    provisioner::AgentConfig effective = config;
-    if (c.action == "apply" || c.action == "reprovision" || c.action == "rebuild") {
-      synced = sync_config(inv);
-      if (!synced->configured) {
-        synced.reset();
-      } else if (auto fresh = load_config(inv)) {
-        effective = std::move(*fresh);
-      }
-    }
-    auto wired = wire(inv, effective);
-    if (!wired) {
-      result = wired.error();
-    } else if (c.action == "start" || c.action == "stop" || c.action == "restart") {
-      const auto action = c.action == "start"  ? provisioner::UnitAction::kStart
-                          : c.action == "stop" ? provisioner::UnitAction::kStop
-                                               : provisioner::UnitAction::kRestart;
-      result = (*wired)->provisioner->control(*c.container, action);
-      done = *c.container + (c.action == "stop" ? " stopped" : c.action == "start" ? " started" : " restarted");
-    } else {
-      QuietProgress progress;
-      progress.on_progress = [this, &loop, alive, id = c.id](const std::string& container, const std::string& step,
-                                                            const std::string& text) {
-        loop.post([this, alive, p = protocol::Progress{id, container, step, text}]() mutable {
-          if (*alive && link_) link_->send_progress(std::move(p));
-        });
-      };
-      std::string rebuilt;
-      if (c.action == "reprovision") {
-        result = (*wired)->provisioner->destroy(*c.container, progress);
-      } else if (c.action == "rebuild") {
-        auto marked = (*wired)->provisioner->request_rebuild(*c.container, c.step.value_or(""), c.clean);
-        if (!marked) {
-          result = marked.error();
-        } else {
-          for (const auto& s : *marked) rebuilt += (rebuilt.empty() ? "" : ", ") + s;
-        }
-      }
-      if (result) {
-        auto outcome = (*wired)->provisioner->apply(progress);
-        if (!outcome) {
-          result = outcome.error();
-        } else if (!outcome->result) {
-          result = Error(outcome->result.error().message() + (progress.failures.empty() ? "" : " (" + progress.failures + ")"));
-        } else {
-          size_t changed = 0;
-          for (const auto& ch : outcome->plan.changes) changed += ch.action != provisioner::Action::kUnchanged;
-          done = c.action == "reprovision" ? *c.container + " reprovisioned"
-                 : c.action == "rebuild"   ? *c.container + " rebuilt: " + rebuilt + (c.clean ? " (sources cleaned)" : "")
-                                           : "applied: " + std::to_string(changed) + " container(s) changed";
-        }
-      }
-    }
-    loop.post([this, alive, c, result, done, synced] {
-      if (!*alive) return;
-      if (synced) report_config_sync(*synced);
-      finish_command(c, result, done);
-    });
-  });
+  return inventory_body(in, clock_.wall_ms());
 }
 
 void ServerReport::report_config_sync(const ConfigSync& synced) {
@@ -373,10 +221,11 @@ void ServerReport::finish_command(const protocol::Command& c, Status result, con
   emit(result ? "command" : "error", c.container, c.device,
        c.action + ": " + (result ? r.message : "failed: " + r.message));
   link_->send_command_result(std::move(r));
-  if ((c.action == "apply" || c.action == "reprovision" || c.action == "rebuild") && hooks_.reconciled) {
-    hooks_.reconciled();
-  }
   inventory_changed();
+}
+
+void ServerReport::send_progress(protocol::Progress progress) {
+  if (link_) link_->send_progress(std::move(progress));
 }
 
 }  // namespace farmhand::agent

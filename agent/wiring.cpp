@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "agent/commands.h"
+#include "agent/cli/commands.h"
 #include "agent/runtime.h"
 #include "provisioner/config_repo.h"
 #include "common/fs.h"
@@ -107,13 +107,19 @@ Result<std::unique_ptr<Wired>> wire(const Invocation& inv, AgentConfig config) {
     if (!sd) return sd.error();
     w->systemd = std::move(*sd);
   }
-  w->provisioner = std::make_unique<provisioner::Provisioner>(std::move(config), *recipes(), HostRoot(inv.root),
-                                                              w->runner, w->systemd.get(), host_hostname());
+  w->provisioner = wire_over(inv, std::move(config), w->runner, w->systemd.get());
+  return w;
+}
+
+std::unique_ptr<provisioner::Provisioner> wire_over(const Invocation& inv, AgentConfig config, ProcessRunner& runner,
+                                                    SystemdControl* systemd) {
+  auto p = std::make_unique<provisioner::Provisioner>(std::move(config), *recipes(), HostRoot(inv.root), runner,
+                                                      systemd, host_hostname());
   // Setup steps run in a running container through its leader, also one
   // started by `farmhand run` on a host without systemd.
-  auto locator = std::make_shared<ContainerLocator>(HostRoot(inv.root), w->systemd.get());
-  w->provisioner->set_payload_runtime("", [locator](const std::string& name) { return locator->leader(name); });
-  return w;
+  auto locator = std::make_shared<ContainerLocator>(HostRoot(inv.root), systemd);
+  p->set_payload_runtime("", [locator](const std::string& name) { return locator->leader(name); });
+  return p;
 }
 
 bool has_flag(const Invocation& inv, const std::string& flag) {

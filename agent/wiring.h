@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/cli.h"
+#include "agent/cli/cli.h"
 #include "common/log.h"
 #include "common/process.h"
 #include "common/systemd.h"
@@ -56,6 +56,10 @@ struct Wired {
 // Wires a Provisioner for `config`; fails only if systemd is there but
 // cannot be reached.
 Result<std::unique_ptr<Wired>> wire(const Invocation& inv, provisioner::AgentConfig config);
+// A Provisioner for `config` over a runner and a systemd connection (null:
+// none) that the caller keeps alive, and uses on one thread at a time.
+std::unique_ptr<provisioner::Provisioner> wire_over(const Invocation& inv, provisioner::AgentConfig config,
+                                                    ProcessRunner& runner, SystemdControl* systemd);
 
 // Loads the configuration, wires a Provisioner and runs `body` with it; a
 // bad configuration exits with kExitUsage, a failure to wire with kExitFailed.

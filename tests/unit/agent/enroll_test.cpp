@@ -1,6 +1,6 @@
 // The pure parts of `farmhand enroll`: what agent.json becomes, the unit it
 // installs and the prerequisites it installs.
-#include "agent/enroll.h"
+#include "agent/cli/enroll.h"
 
 #include <gtest/gtest.h>
 

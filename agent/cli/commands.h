@@ -1,8 +1,11 @@
 // The farmhand commands. Each returns the process exit status:
 // 0 success, 1 the operation failed, 2 bad usage or bad configuration.
+// apply.cpp: check-config, plan, apply, rebuild, destroy, start, stop,
+// restart; status.cpp: status, devices; run.cpp: run, shell; enroll.cpp;
+// usage.cpp; agent/daemon/cmd_daemon.cpp: daemon.
 #pragma once
 
-#include "agent/cli.h"
+#include "agent/cli/cli.h"
 #include "agent/wiring.h"
 
 namespace farmhand::agent {

@@ -1,4 +1,4 @@
-#include "agent/git_sync.h"
+#include "agent/cli/git_sync.h"
 
 #include <dirent.h>
 #include <fcntl.h>

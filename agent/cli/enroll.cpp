@@ -1,4 +1,4 @@
-#include "agent/enroll.h"
+#include "agent/cli/enroll.h"
 
 #include "agent/credential.h"
 #include "agent/enroll_exchange.h"
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/commands.h"
+#include "agent/cli/commands.h"
 #include "agent/progress.h"
 #include "agent/service_unit.h"
 #include "agent/wiring.h"
@@ -255,10 +255,30 @@ Status ensure_credential(const provisioner::ServerSettings& server, const std::s
   return {};
 }
 
-}  // namespace
+// Enroll's first apply, with its progress and the containers' health
+// shown; its exit status, or none if the provisioner cannot be wired.
+std::optional<int> first_apply(const Invocation& inv, const provisioner::AgentConfig& config) {
+  auto wired = wire(inv, config);
+  if (!wired) {
+    log::error(wired.error().message());
+    return std::nullopt;
+  }
+  ConsoleProgress progress(stdout);
+  auto outcome = (*wired)->provisioner->apply(progress);
+  if (!outcome) {
+    log::error(outcome.error().message());
+    return kExitFailed;
+  }
+  if (!outcome->result) {
+    log::error(outcome->result.error().message());
+    return kExitFailed;
+  }
+  return report_health(*(*wired)->provisioner) ? kExitOk : kExitFailed;
+}
 
-int cmd_enroll(const Invocation& inv) {
-  EnrollRequest req;
+// Reads enroll's arguments into `req` and checks them and the caller; the
+// exit status to end with if something is wrong.
+std::optional<int> read_enroll_args(const Invocation& inv, EnrollRequest& req) {
   for (size_t i = 0; i < inv.args.size(); ++i) {
     const std::string& a = inv.args[i];
     auto value = [&]() -> std::optional<std::string> {
@@ -312,6 +332,14 @@ int cmd_enroll(const Invocation& inv) {
     log::error("enroll works on this host only: --root is not supported");
     return kExitFailed;
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int cmd_enroll(const Invocation& inv) {
+  EnrollRequest req;
+  if (auto refused = read_enroll_args(inv, req)) return *refused;
   // Without systemd as PID 1 (a build VM's container, say) the host is
   // enrolled all the same, but the agent service cannot be installed.
   const bool with_systemd = host_booted_with_systemd();
@@ -392,23 +420,8 @@ int cmd_enroll(const Invocation& inv) {
 
   // 6. The first apply, here, so its progress and result are seen.
   say("first apply");
-  auto wired = wire(inv, config);
-  if (!wired) {
-    log::error(wired.error().message());
-    return kExitFailed;
-  }
-  ConsoleProgress progress(stdout);
-  auto outcome = (*wired)->provisioner->apply(progress);
-  int rc = kExitOk;
-  if (!outcome) {
-    log::error(outcome.error().message());
-    rc = kExitFailed;
-  } else if (!outcome->result) {
-    log::error(outcome->result.error().message());
-    rc = kExitFailed;
-  } else if (!report_health(*(*wired)->provisioner)) {
-    rc = kExitFailed;
-  }
+  auto rc = first_apply(inv, config);
+  if (!rc) return kExitFailed;
 
   // 7. The agent itself; a changed unit is restarted to run the new binary.
   if (sd) {
@@ -424,9 +437,9 @@ int cmd_enroll(const Invocation& inv) {
     say("service: no systemd as PID 1 here, so farmhand.service is not installed; run `farmhand daemon` "
         "to keep the host reconciled and reporting");
   }
-  if (rc != kExitOk) {
+  if (*rc != kExitOk) {
     log::error("enrolled, but the first apply did not succeed: fix the problem above and run `farmhand apply`");
-    return rc;
+    return *rc;
   }
   std::printf("Enrolled %s%s.\n", host_hostname().c_str(), config.server ? (" with " + config.server->url).c_str() : "");
   return kExitOk;

@@ -1,11 +1,11 @@
-#include "agent/cli.h"
+#include "agent/cli/cli.h"
 
 #include <cstdio>
 #include <map>
 
-#include "agent/commands.h"
-#include "agent/enter.h"
-#include "agent/git_sync.h"
+#include "agent/cli/commands.h"
+#include "agent/cli/enter.h"
+#include "agent/cli/git_sync.h"
 #include "common/log.h"
 
 namespace farmhand::agent {

@@ -1,4 +1,4 @@
-#include "agent/enter.h"
+#include "agent/cli/enter.h"
 
 #include <fcntl.h>
 #include <grp.h>
