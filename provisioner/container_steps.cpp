@@ -2,9 +2,7 @@
 
 #include <unistd.h>
 
-#include <set>
-#include <sstream>
-
+#include "common/etc_files.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "provisioner/base_image.h"
@@ -257,39 +255,7 @@ Result<bool> ContainerSteps::payload(const ContainerLayout& l) {
 }
 
 Status add_build_user_to_groups(const fs::path& tree, const std::vector<std::string>& groups) {
-  if (groups.empty()) return {};
-  auto text = read_file_in_root(tree, "etc/group");
-  if (!text) return text.error();
-  if (!text->has_value()) return {};
-  std::vector<std::string> lines;
-  std::istringstream in(**text);
-  std::string line;
-  std::set<unsigned> gids;
-  while (std::getline(in, line)) lines.push_back(line);
-  for (const auto& l : lines) {
-    auto a = l.find(':');
-    auto b = a == std::string::npos ? a : l.find(':', a + 1);
-    auto c = b == std::string::npos ? b : l.find(':', b + 1);
-    if (c != std::string::npos) gids.insert(static_cast<unsigned>(std::atoi(l.substr(b + 1, c - b - 1).c_str())));
-  }
-  for (const auto& g : groups) {
-    bool found = false;
-    for (auto& l : lines) {
-      if (l.rfind(g + ":", 0) != 0) continue;
-      found = true;
-      const char last = l.empty() ? ':' : l.back();
-      l += last == ':' ? std::string(kBuildUser) : "," + std::string(kBuildUser);
-    }
-    if (!found) {
-      unsigned gid = 999;
-      while (gid > 100 && gids.count(gid)) --gid;
-      gids.insert(gid);
-      lines.push_back(g + ":x:" + std::to_string(gid) + ":" + kBuildUser);
-    }
-  }
-  std::string out;
-  for (const auto& l : lines) out += l + "\n";
-  return write_file_in_root(tree, "etc/group", out, 0644);
+  return etc::add_user_to_groups_in_root(tree, kBuildUser, groups);
 }
 
 }  // namespace farmhand::provisioner

@@ -35,7 +35,8 @@ class ContainerSteps {
 };
 
 // Adds the build user to `groups` in the tree's /etc/group, creating a
-// missing group as a system group.
+// missing group as a system group (common/etc_files). Membership is what the
+// kernel checks when the user opens a node; /etc/gshadow is left alone.
 Status add_build_user_to_groups(const fs::path& tree, const std::vector<std::string>& groups);
 
 }  // namespace farmhand::provisioner

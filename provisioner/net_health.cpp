@@ -1,5 +1,6 @@
 #include "provisioner/net_health.h"
 
+#include "common/clock.h"
 #include "common/fs.h"
 
 #include <arpa/inet.h>
@@ -22,12 +23,12 @@ namespace farmhand::provisioner {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using MonoTime = Clock::MonoTime;
 
 using Fd = UniqueFd;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+double ms_since(MonoTime t0) {
+  return std::chrono::duration<double, std::milli>(monotonic_now() - t0).count();
 }
 
 uint16_t checksum(const uint8_t* data, size_t size) {
@@ -39,9 +40,9 @@ uint16_t checksum(const uint8_t* data, size_t size) {
 }
 
 // Waits for `fd` to be readable until `deadline`.
-bool wait_readable(int fd, Clock::time_point deadline) {
+bool wait_readable(int fd, MonoTime deadline) {
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - monotonic_now()).count();
     if (left <= 0) return false;
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
@@ -51,7 +52,7 @@ bool wait_readable(int fd, Clock::time_point deadline) {
 }
 
 // One ICMP echo to `to`; the round trip in ms, or -1 with `why` set.
-double ping_once(const sockaddr_in& to, uint16_t id, uint16_t seq, Clock::time_point deadline, std::string& why) {
+double ping_once(const sockaddr_in& to, uint16_t id, uint16_t seq, MonoTime deadline, std::string& why) {
   Fd s(::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP));
   if (s.get() < 0) {
     why = std::string("cannot open an ICMP socket: ") + std::strerror(errno);
@@ -67,7 +68,7 @@ double ping_once(const sockaddr_in& to, uint16_t id, uint16_t seq, Clock::time_p
   uint16_t sum = checksum(pkt.data(), pkt.size());
   pkt[2] = static_cast<uint8_t>(sum >> 8);
   pkt[3] = static_cast<uint8_t>(sum);
-  const auto t0 = Clock::now();
+  const auto t0 = monotonic_now();
   if (::sendto(s.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0) {
     why = std::string("cannot send a ping: ") + std::strerror(errno);
     return -1;
@@ -89,7 +90,7 @@ double ping_once(const sockaddr_in& to, uint16_t id, uint16_t seq, Clock::time_p
   return -1;
 }
 
-double dns_once(const sockaddr_in& to, uint16_t id, Clock::time_point deadline, std::string& rcode, std::string& why) {
+double dns_once(const sockaddr_in& to, uint16_t id, MonoTime deadline, std::string& rcode, std::string& why) {
   sockaddr_in server = to;
   server.sin_port = htons(53);
   Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -98,7 +99,7 @@ double dns_once(const sockaddr_in& to, uint16_t id, Clock::time_point deadline, 
     return -1;
   }
   auto query = dns_probe_query(id);
-  const auto t0 = Clock::now();
+  const auto t0 = monotonic_now();
   if (::send(s.get(), query.data(), query.size(), 0) < 0) {
     why = std::string("cannot send a DNS query: ") + std::strerror(errno);
     return -1;
@@ -161,12 +162,12 @@ NetworkHealth check_network_health(pid_t leader, const std::string& gateway, std
     }
     std::random_device rd;
     const auto id = static_cast<uint16_t>(rd());
-    const auto deadline = Clock::now() + timeout;
+    const auto deadline = monotonic_now() + timeout;
     std::string why;
     // A container still booting may not have its address yet: try again
     // every half second until the deadline.
-    for (uint16_t seq = 1; h.gateway_ms < 0 && Clock::now() < deadline; ++seq) {
-      auto attempt = std::min(deadline, Clock::now() + std::chrono::milliseconds(500));
+    for (uint16_t seq = 1; h.gateway_ms < 0 && monotonic_now() < deadline; ++seq) {
+      auto attempt = std::min(deadline, monotonic_now() + std::chrono::milliseconds(500));
       h.gateway_ms = ping_once(to, id, seq, attempt, why);
       if (h.gateway_ms < 0) std::this_thread::sleep_until(attempt);
     }
@@ -174,8 +175,8 @@ NetworkHealth check_network_health(pid_t leader, const std::string& gateway, std
       h.reason = "the gateway " + gateway + " does not answer ping (" + why + ")";
       return;
     }
-    for (uint16_t n = 0; h.dns_ms < 0 && Clock::now() < deadline; ++n) {
-      auto attempt = std::min(deadline, Clock::now() + std::chrono::seconds(1));
+    for (uint16_t n = 0; h.dns_ms < 0 && monotonic_now() < deadline; ++n) {
+      auto attempt = std::min(deadline, monotonic_now() + std::chrono::seconds(1));
       h.dns_ms = dns_once(to, static_cast<uint16_t>(id + n), attempt, h.dns_rcode, why);
       if (h.dns_ms < 0) std::this_thread::sleep_until(attempt);
     }

@@ -2,23 +2,16 @@
 
 #include <chrono>
 
+#include "common/clock.h"
 #include "common/state_db.h"
 
 namespace farmhand::provisioner {
 
 namespace {
 
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_s() { return wall_ms() / 1000; }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_ms(); }
 
 Phase parse_phase(const std::string& s) {
   if (s == "ready") return Phase::kReady;
