@@ -155,7 +155,7 @@ class PayloadApplier {
   static std::string step_fingerprint(const SetupStep& rendered, const std::map<std::string, std::string>& commits);
 
   // The command that runs a step inside the container, as its user: in a
-  // running one through `helper enter` (see agent/enter.h), else with
+  // running one through `helper enter` (see agent/cli/enter.h), else with
   // systemd-nspawn on its tree.
   static Command step_command(const PayloadTarget& target, const SetupStep& rendered, const std::string& helper);
 

@@ -24,63 +24,11 @@
 #include "common/fs.h"
 #include "provisioner/state_store.h"
 #include "tests/unit/agent/fake_server.h"
+#include "tests/unit/fakes.h"
 #include "tests/unit/temp_dir.h"
 
 namespace farmhand::agent {
 namespace {
-
-// Every program "runs" and fails (so nothing on the host is assumed to be
-// there); the commands are kept. Used from the loop and the worker.
-class ScriptedRunner final : public ProcessRunner {
- public:
-  Result<ProcessResult> run(const Command& command) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    commands_.push_back(command.display());
-    ProcessResult r;
-    r.exit_code = 1;
-    r.err = "not on this test host";
-    return r;
-  }
-  std::vector<std::string> commands() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return commands_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> commands_;
-};
-
-// systemd as the worker sees it: unit jobs are recorded and succeed.
-class FakeSystemd final : public SystemdControl {
- public:
-  Status daemon_reload() override { return note("daemon-reload"); }
-  Status start_unit(const std::string& unit) override { return note("start " + unit); }
-  Status stop_unit(const std::string& unit) override { return note("stop " + unit); }
-  Status restart_unit(const std::string& unit) override { return note("restart " + unit); }
-  Status reload_or_try_restart_unit(const std::string& unit) override { return note("reload " + unit); }
-  Result<std::string> active_state(const std::string&) override { return std::string("inactive"); }
-  Result<std::optional<pid_t>> machine_leader(const std::string&) override { return std::optional<pid_t>(); }
-  Result<DeviceAllowList> device_allow(const std::string&) override { return DeviceAllowList{}; }
-  Status set_device_allow(const std::string&, const DeviceAllowList&, bool) override { return {}; }
-  Status watch_machines() override { return {}; }
-  int bus_fd() override { return -1; }
-  std::vector<MachineEvent> machine_events() override { return {}; }
-
-  std::vector<std::string> calls() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return calls_;
-  }
-
- private:
-  Status note(const std::string& call) {
-    std::lock_guard<std::mutex> lock(mu_);
-    calls_.push_back(call);
-    return {};
-  }
-  std::mutex mu_;
-  std::vector<std::string> calls_;
-};
 
 // No devices present and none coming: a pipe nobody writes to.
 class NoDevices final : public DeviceEvents {
@@ -109,6 +57,8 @@ class NoAccess final : public udev::DeviceAccess {
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    runner_.exit_code = 1;
+    runner_.err = "not on this test host";
     auto loop = EventLoop::create();
     ASSERT_TRUE(loop) << loop.error().message();
     loop_ = std::move(*loop);
@@ -139,7 +89,7 @@ class DaemonTest : public ::testing::Test {
     deps.device_access = [] { return std::make_unique<NoAccess>(); };
     deps.connect_worker = [this, systemd]() -> Result<std::unique_ptr<SystemdControl>> {
       if (!systemd) return std::unique_ptr<SystemdControl>();
-      auto fake = std::make_unique<FakeSystemd>();
+      auto fake = std::make_unique<farmhand::test::FakeSystemd>();
       worker_systemd_ = fake.get();
       return std::unique_ptr<SystemdControl>(std::move(fake));
     };
@@ -199,8 +149,8 @@ class DaemonTest : public ::testing::Test {
 
   farmhand::test::TempDir dir_;
   FakeClock clock_;
-  ScriptedRunner runner_;
-  FakeSystemd* worker_systemd_ = nullptr;
+  farmhand::test::ScriptedProcessRunner runner_;  // every program fails: nothing on the host is assumed
+  farmhand::test::FakeSystemd* worker_systemd_ = nullptr;
   std::atomic<int> loads_{0};
   pid_t fw_leader_ = -1;
   std::unique_ptr<EventLoop> loop_;

@@ -138,7 +138,7 @@ TEST_F(ProvisionerTest, ApplyCreatesEachContainerInStepOrderAndStartsIt) {
     EXPECT_EQ(steps[2], "configure container");
     EXPECT_EQ(steps[3], "write host files");
     EXPECT_EQ(steps[4], "start systemd-nspawn@" + name + ".service");
-    EXPECT_EQ(systemd_.states["systemd-nspawn@" + name + ".service"], "active");
+    EXPECT_EQ(systemd_.state("systemd-nspawn@" + name + ".service"), "active");
     EXPECT_TRUE(fs::exists(tmp_.path() / "var/lib/machines" / name / "etc/passwd"));
   }
   // Every started step finished, in the same order, and none failed.
@@ -212,15 +212,15 @@ TEST_F(ProvisionerTest, ASecondApplyDoesNothing) {
   make_base_images(p);
   RecordingReporter first;
   ASSERT_TRUE(p.apply(first));
-  runner_.ran.clear();
-  systemd_.calls.clear();
+  runner_.clear();
+  systemd_.clear_calls();
   RecordingReporter second;
   auto out = p.apply(second);
   ASSERT_TRUE(out && out->result);
   EXPECT_FALSE(out->plan.has_work());
   EXPECT_TRUE(second.started.empty());
-  EXPECT_TRUE(runner_.ran.empty());
-  EXPECT_TRUE(systemd_.calls.empty());
+  EXPECT_TRUE(runner_.ran().empty());
+  EXPECT_TRUE(systemd_.calls().empty());
 }
 
 TEST_F(ProvisionerTest, DestroysComeFirstAndForgetTheContainer) {
@@ -241,7 +241,7 @@ TEST_F(ProvisionerTest, DestroysComeFirstAndForgetTheContainer) {
                                                    "remove root filesystem"}));
   EXPECT_EQ(rep.of("c").size(), 5u);
   EXPECT_FALSE(fs::exists(tmp_.path() / "var/lib/machines/b"));
-  EXPECT_EQ(systemd_.states["systemd-nspawn@b.service"], "inactive");
+  EXPECT_EQ(systemd_.state("systemd-nspawn@b.service"), "inactive");
   auto status = p.status();
   ASSERT_TRUE(status);
   for (const auto& cs : *status) EXPECT_NE(cs.name, "b");
@@ -266,7 +266,7 @@ TEST_F(ProvisionerTest, AControlOfAnUnknownContainerIsRefused) {
   auto s = p.control("nope", UnitAction::kStart);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(), "no container named \"nope\" is managed by farmhand");
-  EXPECT_TRUE(systemd_.calls.empty());
+  EXPECT_TRUE(systemd_.calls().empty());
 }
 
 TEST(ContainerStateTable, EveryStateHasOneNameThatParsesBack) {
