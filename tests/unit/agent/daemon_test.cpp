@@ -71,8 +71,10 @@ class DaemonTest : public ::testing::Test {
   }
   void TearDown() override {
     daemon_.reset();
-    server_.reset();
+    // The loop's lws context calls the fake server's callback while it is
+    // destroyed: the server must outlive it (as in link_test).
     loop_.reset();
+    server_.reset();
   }
 
   // Writes agent.json with `containers` (a JSON array) and starts a daemon.
