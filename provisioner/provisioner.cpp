@@ -219,8 +219,9 @@ Result<std::vector<std::string>> Provisioner::start_boot_containers(ApplyReporte
     auto st = ctx.systemd->active_state(unit_of(name));
     if (!st) return st.error();
     if (*st == "active" || *st == "activating") continue;
-    if (auto s = journal.run(name, "start " + unit_of(name) + " (was " + *st + ")",
-                             [&] { return ctx.systemd->start_unit(unit_of(name)); });
+    const std::string unit = unit_of(name);
+    if (auto s = journal.run(name, "start " + unit + " (was " + *st + ")",
+                             [&] { return ctx.systemd->start_unit(unit); });
         !s) {
       return s.error();
     }
